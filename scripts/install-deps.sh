@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package mtasts needs to build, test, fuzz and benchmark.
+# Idempotent; run as root (or through sudo).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+build_packages=(
+  build-essential cmake ninja-build pkg-config git clang-format
+  libboost1.81-dev libssl-dev libunbound-dev liblmdb-dev libidn2-dev
+  libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang-16 libclang-rt-16-dev libfuzzer-16-dev
+)
+test_packages=(
+  python3 python3-pytest python3-dnslib python3-cryptography
+  faketime iproute2 lmdb-utils
+  exim4-daemon-heavy liblmdb-file-perl
+)
+
+missing=()
+for p in "${build_packages[@]}" "${test_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $SUDO apt-get update -qq
+  # exim4's maintainer scripts try to start the daemon; a container without an init system
+  # must not make the install fail because of that.
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

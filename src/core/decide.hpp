@@ -1,0 +1,112 @@
+// The cache decision of RFC 8461 §3.3 and §5.1 as pure functions: given what is cached, what DNS
+// said and what the fetch returned, what do we store and what do we answer? No I/O, no clock:
+// `now` is an argument (Unix seconds).
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/policy.hpp"
+#include "core/sts_record.hpp"
+#include "core/tlsrpt_record.hpp"
+
+namespace mtasts {
+
+using UnixTime = std::int64_t;
+
+struct CachedPolicy {
+  Policy policy;
+  std::string id;          // the TXT id the policy was fetched under
+  UnixTime fetched_at = 0;
+  UnixTime expires_at = 0; // fetched_at + max_age (STS-17)
+  std::string text;        // the policy body as served, for `query` and TLSRPT policy-string
+  friend bool operator==(const CachedPolicy&, const CachedPolicy&) = default;
+};
+
+// Everything remembered about one policy domain.
+struct CacheEntry {
+  std::optional<CachedPolicy> policy;  // the last valid policy, kept (maybe expired) for diagnosis
+  UnixTime checked_at = 0;   // when DNS was last consulted
+  UnixTime next_check = 0;   // until then answers come from this entry with no network at all
+  bool unavailable = false;  // a policy is (or may be) published but none could be had (fetch
+                             // failure or temporary DNS failure) and no unexpired one is cached
+  std::string failed_id;     // the TXT id whose fetch failed; backoff is per id (STS-23)
+  int failures = 0;          // consecutive failures for failed_id
+  UnixTime retry_fetch_at = 0;  // no fetch of failed_id before this time
+  std::string last_error;    // "<category>: <reason>" of the latest failure, empty when healthy
+  std::string report;        // TLSRPT rua URIs joined by "," (commas inside URIs %-encoded)
+  friend bool operator==(const CacheEntry&, const CacheEntry&) = default;
+};
+
+// Tunables of the decision; defaults are the documented config defaults.
+struct Timing {
+  std::int64_t recheck_interval = 86400;  // re-check the TXT id of a valid policy this often (STS-27)
+  std::int64_t negative_ttl = 3600;       // remember "no MTA-STS here" this long
+  std::int64_t dns_retry = 60;            // after a temporary DNS failure or a failed fetch, look at
+                                          // DNS again no sooner than this
+  std::int64_t fetch_backoff_min = 300;   // first pause after a failed fetch (STS-23: >= 5 min)
+  std::int64_t fetch_backoff_max = 21600; // the doubling pause stops growing here
+};
+
+// What `_mta-sts.<domain>` said: a record, or an error of category no_record, multiple_records,
+// record_syntax (definitely no usable record) or dns_temporary / dns_bogus (cannot tell).
+using TxtOutcome = std::expected<StsRecord, Error>;
+// What `_smtp._tls.<domain>` said; std::nullopt when it was not looked up.
+using TlsrptOutcome = std::optional<std::expected<TlsrptRecord, Error>>;
+
+struct FetchedPolicy {
+  Policy policy;
+  std::string text;
+};
+// What the HTTPS fetch (and parse) gave; std::nullopt when no fetch was made.
+using FetchOutcome = std::optional<std::expected<FetchedPolicy, Error>>;
+
+enum class AnswerKind {
+  policy,     // a policy applies; see mode and mx
+  no_policy,  // deliver as if the domain had no MTA-STS (STS-25, STS-41 for mode none is `policy`)
+  fail,       // strict mode only: a policy is published but unavailable; hold the mail
+};
+
+struct Answer {
+  AnswerKind kind = AnswerKind::no_policy;
+  Mode mode = Mode::none;         // meaningful when kind == policy
+  std::vector<std::string> mx;    // meaningful when kind == policy
+  std::string id;
+  UnixTime expires_at = 0;
+  std::string reason;             // why no_policy / fail, for `query` and logs
+  friend bool operator==(const Answer&, const Answer&) = default;
+};
+
+struct Decision {
+  CacheEntry entry;                    // store this (always; it carries next_check)
+  Answer answer;                       // answer the current lookup with this
+  std::vector<std::string> warnings;   // for the admin's log (STS-28)
+};
+
+// True when the entry may answer by itself at `now` (no network): it exists and next_check is
+// in the future.
+[[nodiscard]] bool is_fresh(const std::optional<CacheEntry>& cached, UnixTime now);
+
+// After the TXT lookup: must the policy be fetched? True when a record was found and the cached
+// policy is missing, expired or has another id (STS-34, STS-35), unless that id's fetch failed
+// and its backoff has not run out (STS-23).
+[[nodiscard]] bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
+                                UnixTime now);
+
+// The decision proper. `fetch` must be present exactly when should_fetch() said so.
+[[nodiscard]] Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
+                              const TlsrptOutcome& tlsrpt, const FetchOutcome& fetch,
+                              UnixTime now, const Timing& timing);
+
+// The answer a stored entry gives at `now` without any network (used while is_fresh()).
+// `strict` turns "published but unavailable, nothing cached" into fail instead of no_policy.
+[[nodiscard]] Answer answer_from_entry(const CacheEntry& entry, UnixTime now, bool strict);
+
+// Joins rua URIs for the `:report` key, percent-encoding "," inside a URI so the list splits back.
+[[nodiscard]] std::string format_rua(const std::vector<std::string>& rua);
+
+}  // namespace mtasts

@@ -1,0 +1,28 @@
+// The strings Exim gets back (design §2.1). Pure formatting of an Answer; every front-end (CLI,
+// dlfunc module, daemon) calls these so the answers cannot drift apart.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "core/decide.hpp"
+
+namespace mtasts {
+
+// getmta(D): "enforce" | "testing" | "none" | "fail". ("dane" is added by the DANE work.)
+[[nodiscard]] std::string getmta_answer(const Answer& answer);
+
+// getmta(D, H): "0" when D has an enforce policy and H (normalized) matches none of its
+// patterns; "" otherwise.
+[[nodiscard]] std::string getmta_host_answer(const Answer& answer, std::string_view host);
+
+// getmx(D): the policy's mx patterns as an Exim colon list ("" without a policy). Patterns never
+// contain ":" (LDH only), so no doubling is needed.
+[[nodiscard]] std::string getmx_answer(const Answer& answer);
+
+// ignorelist(D): for an enforce policy, an Exim host list for ignore_target_hosts that ignores
+// every host not allowed: "<; ! ^mx1\.example\.com$ ; ! ^[^.]+\.example\.net$ ; *".
+// Empty for every other answer.
+[[nodiscard]] std::string ignorelist_answer(const Answer& answer);
+
+}  // namespace mtasts
