@@ -20,36 +20,39 @@ using UnixTime = std::int64_t;
 
 struct CachedPolicy {
   Policy policy;
-  std::string id;          // the TXT id the policy was fetched under
+  std::string id;  // the TXT id the policy was fetched under
   UnixTime fetched_at = 0;
-  UnixTime expires_at = 0; // fetched_at + max_age (STS-17)
-  std::string text;        // the policy body as served, for `query` and TLSRPT policy-string
+  UnixTime expires_at = 0;  // fetched_at + max_age (STS-17)
+  std::string text;         // the policy body as served, for `query` and TLSRPT policy-string
   friend bool operator==(const CachedPolicy&, const CachedPolicy&) = default;
 };
 
 // Everything remembered about one policy domain.
 struct CacheEntry {
   std::optional<CachedPolicy> policy;  // the last valid policy, kept (maybe expired) for diagnosis
-  UnixTime checked_at = 0;   // when DNS was last consulted
-  UnixTime next_check = 0;   // until then answers come from this entry with no network at all
-  bool unavailable = false;  // a policy is (or may be) published but none could be had (fetch
-                             // failure or temporary DNS failure) and no unexpired one is cached
-  std::string failed_id;     // the TXT id whose fetch failed; backoff is per id (STS-23)
-  int failures = 0;          // consecutive failures for failed_id
+  UnixTime checked_at = 0;             // when DNS was last consulted
+  UnixTime next_check = 0;      // until then answers come from this entry with no network at all
+  bool unavailable = false;     // a policy is (or may be) published but none could be had (fetch
+                                // failure or temporary DNS failure) and no unexpired one is cached
+  std::string failed_id;        // the TXT id whose fetch failed; backoff is per id (STS-23)
+  int failures = 0;             // consecutive failures for failed_id
   UnixTime retry_fetch_at = 0;  // no fetch of failed_id before this time
-  std::string last_error;    // "<category>: <reason>" of the latest failure, empty when healthy
-  std::string report;        // TLSRPT rua URIs joined by "," (commas inside URIs %-encoded)
+  std::string last_error;       // "<category>: <reason>" of the latest failure, empty when healthy
+  std::string report;           // TLSRPT rua URIs joined by "," (commas inside URIs %-encoded)
+  std::string txt_dnssec;       // DNSSEC status of the last _mta-sts answer: secure, insecure,
+                                // bogus, indeterminate; empty when unknown
   friend bool operator==(const CacheEntry&, const CacheEntry&) = default;
 };
 
 // Tunables of the decision; defaults are the documented config defaults.
 struct Timing {
-  std::int64_t recheck_interval = 86400;  // re-check the TXT id of a valid policy this often (STS-27)
-  std::int64_t negative_ttl = 3600;       // remember "no MTA-STS here" this long
-  std::int64_t dns_retry = 60;            // after a temporary DNS failure or a failed fetch, look at
-                                          // DNS again no sooner than this
-  std::int64_t fetch_backoff_min = 300;   // first pause after a failed fetch (STS-23: >= 5 min)
-  std::int64_t fetch_backoff_max = 21600; // the doubling pause stops growing here
+  std::int64_t recheck_interval =
+      86400;                         // re-check the TXT id of a valid policy this often (STS-27)
+  std::int64_t negative_ttl = 3600;  // remember "no MTA-STS here" this long
+  std::int64_t dns_retry = 60;       // after a temporary DNS failure or a failed fetch, look at
+                                     // DNS again no sooner than this
+  std::int64_t fetch_backoff_min = 300;    // first pause after a failed fetch (STS-23: >= 5 min)
+  std::int64_t fetch_backoff_max = 21600;  // the doubling pause stops growing here
 };
 
 // What `_mta-sts.<domain>` said: a record, or an error of category no_record, multiple_records,
@@ -73,18 +76,18 @@ enum class AnswerKind {
 
 struct Answer {
   AnswerKind kind = AnswerKind::no_policy;
-  Mode mode = Mode::none;         // meaningful when kind == policy
-  std::vector<std::string> mx;    // meaningful when kind == policy
+  Mode mode = Mode::none;       // meaningful when kind == policy
+  std::vector<std::string> mx;  // meaningful when kind == policy
   std::string id;
   UnixTime expires_at = 0;
-  std::string reason;             // why no_policy / fail, for `query` and logs
+  std::string reason;  // why no_policy / fail, for `query` and logs
   friend bool operator==(const Answer&, const Answer&) = default;
 };
 
 struct Decision {
-  CacheEntry entry;                    // store this (always; it carries next_check)
-  Answer answer;                       // answer the current lookup with this
-  std::vector<std::string> warnings;   // for the admin's log (STS-28)
+  CacheEntry entry;                   // store this (always; it carries next_check)
+  Answer answer;                      // answer the current lookup with this
+  std::vector<std::string> warnings;  // for the admin's log (STS-28)
 };
 
 // True when the entry may answer by itself at `now` (no network): it exists and next_check is
@@ -97,14 +100,19 @@ struct Decision {
 [[nodiscard]] bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
                                 UnixTime now);
 
-// The decision proper. `fetch` must be present exactly when should_fetch() said so.
+// The decision proper. `fetch` must be present exactly when should_fetch() said so. The answer
+// is strict-neutral: pass it through apply_strict().
 [[nodiscard]] Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
-                              const TlsrptOutcome& tlsrpt, const FetchOutcome& fetch,
-                              UnixTime now, const Timing& timing);
+                              const TlsrptOutcome& tlsrpt, const FetchOutcome& fetch, UnixTime now,
+                              const Timing& timing);
 
 // The answer a stored entry gives at `now` without any network (used while is_fresh()).
 // `strict` turns "published but unavailable, nothing cached" into fail instead of no_policy.
 [[nodiscard]] Answer answer_from_entry(const CacheEntry& entry, UnixTime now, bool strict);
+
+// Strict mode (an admin's opt-in) turns "a policy is published but unavailable and nothing usable
+// is cached" into fail instead of no_policy. Every other answer passes through unchanged.
+[[nodiscard]] Answer apply_strict(Answer answer, const CacheEntry& entry, bool strict);
 
 // Joins rua URIs for the `:report` key, percent-encoding "," inside a URI so the list splits back.
 [[nodiscard]] std::string format_rua(const std::vector<std::string>& rua);

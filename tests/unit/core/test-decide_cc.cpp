@@ -1,0 +1,285 @@
+// The cache decision (RFC 8461 §3.3, §5.1), driven as the service drives it: is_fresh ->
+// DNS -> should_fetch -> decide. Each test names the checklist row it proves.
+#include "core/decide.hpp"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+
+namespace mtasts {
+namespace {
+
+constexpr UnixTime kT0 = 1'700'000'000;
+const Timing kTiming{};
+
+Policy make_policy(Mode mode, std::int64_t max_age = 86400,
+                   std::vector<std::string> mx = {"mx1.example.com", "*.example.net"}) {
+  return Policy{mode, max_age, std::move(mx)};
+}
+
+TxtOutcome txt_id(std::string id) {
+  return StsRecord{std::move(id)};
+}
+TxtOutcome txt_error(ErrorCategory category) {
+  return std::unexpected(Error{category, "test"});
+}
+FetchOutcome fetched(Policy policy) {
+  return FetchedPolicy{std::move(policy), "body"};
+}
+FetchOutcome fetch_error(ErrorCategory category = ErrorCategory::fetch_failed) {
+  return std::expected<FetchedPolicy, Error>(std::unexpected(Error{category, "HTTP 500"}));
+}
+
+// One full lookup the way PolicyService performs it; the fetch callback runs only when the
+// decision functions ask for a fetch, and counts how often that happens.
+struct Lookups {
+  std::optional<CacheEntry> entry;
+  int fetches = 0;
+
+  Answer lookup(UnixTime now, const TxtOutcome& txt, const FetchOutcome& fetch_result,
+                bool strict = false, const TlsrptOutcome& tlsrpt = std::nullopt) {
+    if (is_fresh(entry, now)) return answer_from_entry(*entry, now, strict);
+    FetchOutcome fetch;
+    if (should_fetch(entry, txt, now)) {
+      ++fetches;
+      fetch = fetch_result;
+    }
+    Decision decision = decide(entry, txt, tlsrpt, fetch, now, kTiming);
+    last_warnings = decision.warnings;
+    entry = decision.entry;
+    return apply_strict(decision.answer, decision.entry, strict);
+  }
+  std::vector<std::string> last_warnings;
+};
+
+TEST(Decide, STS34_unknown_domain_fetches_and_caches_policy) {
+  Lookups run;
+  Answer answer = run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce)));
+  EXPECT_EQ(answer.kind, AnswerKind::policy);
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_EQ(answer.id, "abc");
+  EXPECT_EQ(run.fetches, 1);
+  ASSERT_TRUE(run.entry && run.entry->policy);
+  EXPECT_EQ(run.entry->policy->expires_at, kT0 + 86400);
+  EXPECT_EQ(run.entry->policy->fetched_at, kT0);
+}
+
+TEST(Decide, STS17_fresh_cache_answers_without_dns) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce)));
+  EXPECT_TRUE(is_fresh(run.entry, kT0 + 300));
+  // Even if DNS would now say something else, a fresh entry answers by itself.
+  Answer answer = run.lookup(kT0 + 300, txt_id("zzz"), fetched(make_policy(Mode::none)));
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_EQ(run.fetches, 1);
+}
+
+TEST(Decide, STS35_same_id_after_recheck_does_not_fetch) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 7 * 86400)));
+  UnixTime later = kT0 + kTiming.recheck_interval;  // STS-27: re-checked daily
+  EXPECT_FALSE(is_fresh(run.entry, later));
+  Answer answer = run.lookup(later, txt_id("abc"), fetched(make_policy(Mode::none)));
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_EQ(run.fetches, 1);
+  EXPECT_EQ(run.entry->next_check, later + kTiming.recheck_interval);
+}
+
+TEST(Decide, STS35_new_id_fetches_new_policy) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 7 * 86400)));
+  Answer answer = run.lookup(kT0 + 86400, txt_id("def"),
+                             fetched(make_policy(Mode::enforce, 86400, {"mx9.example.com"})));
+  EXPECT_EQ(run.fetches, 2);
+  EXPECT_EQ(answer.id, "def");
+  EXPECT_EQ(answer.mx, std::vector<std::string>{"mx9.example.com"});
+}
+
+TEST(Decide, STS34_expired_policy_same_id_is_fetched_again) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 600)));
+  EXPECT_EQ(run.entry->next_check, kT0 + 600);  // never later than expiry
+  Answer answer = run.lookup(kT0 + 700, txt_id("abc"), fetched(make_policy(Mode::testing, 600)));
+  EXPECT_EQ(run.fetches, 2);
+  EXPECT_EQ(answer.mode, Mode::testing);
+}
+
+TEST(Decide, STS26_fetch_fails_with_unexpired_cache_keeps_cached_policy) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 7 * 86400)));
+  Answer answer = run.lookup(kT0 + 86400, txt_id("new"), fetch_error());
+  EXPECT_EQ(answer.kind, AnswerKind::policy);
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_EQ(answer.id, "abc");
+  EXPECT_FALSE(run.last_warnings.empty()) << "STS-28: the admin must hear about it";
+}
+
+TEST(Decide, STS26_new_id_with_invalid_policy_keeps_cached_policy) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 7 * 86400)));
+  Answer answer = run.lookup(kT0 + 86400, txt_id("new"), fetch_error(ErrorCategory::policy_syntax));
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_EQ(answer.id, "abc");
+}
+
+TEST(Decide, STS07_vanished_txt_keeps_cached_policy_until_expiry) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 3 * 86400)));
+  for (ErrorCategory gone :
+       {ErrorCategory::no_record, ErrorCategory::multiple_records, ErrorCategory::record_syntax}) {
+    Lookups copy = run;
+    Answer answer = copy.lookup(kT0 + 86400, txt_error(gone), std::nullopt);
+    EXPECT_EQ(answer.mode, Mode::enforce) << to_string(gone);
+    EXPECT_EQ(copy.fetches, 1);
+    // After expiry with the record still gone: no policy (STS-48).
+    UnixTime after = kT0 + 3 * 86400 + 1;
+    Answer later = copy.lookup(after, txt_error(gone), std::nullopt);
+    EXPECT_EQ(later.kind, AnswerKind::no_policy) << to_string(gone);
+    EXPECT_FALSE(copy.entry->policy.has_value());
+  }
+}
+
+TEST(Decide, STS07_dns_failure_keeps_cached_policy_and_warns) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 3 * 86400)));
+  Answer answer = run.lookup(kT0 + 86400, txt_error(ErrorCategory::dns_temporary), std::nullopt);
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_FALSE(run.last_warnings.empty());
+  EXPECT_EQ(run.entry->next_check, kT0 + 86400 + kTiming.dns_retry);
+}
+
+TEST(Decide, STS28_no_warning_for_cached_mode_none) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::none, 3 * 86400, {})));
+  run.lookup(kT0 + 86400, txt_id("new"), fetch_error());
+  EXPECT_TRUE(run.last_warnings.empty());
+}
+
+TEST(Decide, STS25_fetch_fails_with_nothing_cached_means_no_policy) {
+  Lookups run;
+  Answer answer = run.lookup(kT0, txt_id("abc"), fetch_error());
+  EXPECT_EQ(answer.kind, AnswerKind::no_policy);
+  EXPECT_TRUE(run.entry->unavailable);
+}
+
+TEST(Decide, STS25_strict_mode_answers_fail_instead) {
+  Lookups run;
+  Answer answer = run.lookup(kT0, txt_id("abc"), fetch_error(), /*strict=*/true);
+  EXPECT_EQ(answer.kind, AnswerKind::fail);
+  // And the cached answer during backoff agrees.
+  Answer cached = answer_from_entry(*run.entry, kT0 + 1, /*strict=*/true);
+  EXPECT_EQ(cached.kind, AnswerKind::fail);
+  EXPECT_EQ(answer_from_entry(*run.entry, kT0 + 1, false).kind, AnswerKind::no_policy);
+}
+
+TEST(Decide, STS25_expired_cache_and_fetch_failure_means_no_policy) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 600)));
+  Answer answer = run.lookup(kT0 + 601, txt_id("abc"), fetch_error());
+  EXPECT_EQ(answer.kind, AnswerKind::no_policy);
+  EXPECT_TRUE(run.entry->policy.has_value()) << "kept for diagnosis";
+}
+
+TEST(Decide, STS23_failed_fetch_backs_off_at_least_five_minutes_per_id) {
+  Lookups run;
+  for (UnixTime t = kT0; t < kT0 + 4 * 60; t += 10) {
+    run.lookup(t, txt_id("abc"), fetch_error());
+  }
+  EXPECT_EQ(run.fetches, 1);
+  EXPECT_GE(run.entry->retry_fetch_at, kT0 + 300);
+  // A new id may be fetched at once.
+  Answer answer = run.lookup(kT0 + 4 * 60 + kTiming.dns_retry, txt_id("def"),
+                             fetched(make_policy(Mode::testing)));
+  EXPECT_EQ(run.fetches, 2);
+  EXPECT_EQ(answer.mode, Mode::testing);
+}
+
+TEST(Decide, STS23_backoff_doubles_and_is_capped) {
+  Lookups run;
+  UnixTime now = kT0;
+  std::vector<UnixTime> pauses;
+  for (int i = 0; i < 12; ++i) {
+    run.lookup(now, txt_id("abc"), fetch_error());
+    pauses.push_back(run.entry->retry_fetch_at - now);
+    now = run.entry->retry_fetch_at;
+  }
+  EXPECT_EQ(pauses[0], kTiming.fetch_backoff_min);
+  EXPECT_EQ(pauses[1], 2 * kTiming.fetch_backoff_min);
+  EXPECT_EQ(pauses.back(), kTiming.fetch_backoff_max);
+  EXPECT_EQ(run.fetches, 12);
+}
+
+TEST(Decide, STS48_new_id_with_mode_none_replaces_enforce) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 30 * 86400)));
+  Answer answer =
+      run.lookup(kT0 + 86400, txt_id("optout"), fetched(make_policy(Mode::none, 86400, {})));
+  EXPECT_EQ(answer.kind, AnswerKind::policy);
+  EXPECT_EQ(answer.mode, Mode::none);
+}
+
+TEST(Decide, STS06_no_record_is_cached_negatively_for_a_bounded_time) {
+  Lookups run;
+  Answer answer = run.lookup(kT0, txt_error(ErrorCategory::no_record), std::nullopt);
+  EXPECT_EQ(answer.kind, AnswerKind::no_policy);
+  EXPECT_EQ(run.fetches, 0);
+  EXPECT_EQ(run.entry->next_check, kT0 + kTiming.negative_ttl);
+  EXPECT_FALSE(run.entry->unavailable);
+  // strict mode does not turn "no MTA-STS" into fail
+  EXPECT_EQ(answer_from_entry(*run.entry, kT0 + 1, true).kind, AnswerKind::no_policy);
+}
+
+TEST(Decide, STS06_two_records_means_no_policy_and_no_fetch) {
+  Lookups run;
+  Answer answer = run.lookup(kT0, txt_error(ErrorCategory::multiple_records), std::nullopt);
+  EXPECT_EQ(answer.kind, AnswerKind::no_policy);
+  EXPECT_EQ(run.fetches, 0);
+}
+
+TEST(Decide, dns_temporary_failure_without_cache_is_unavailable_and_retried_soon) {
+  Lookups run;
+  Answer answer = run.lookup(kT0, txt_error(ErrorCategory::dns_temporary), std::nullopt);
+  EXPECT_EQ(answer.kind, AnswerKind::no_policy);
+  EXPECT_TRUE(run.entry->unavailable);
+  EXPECT_EQ(run.entry->next_check, kT0 + kTiming.dns_retry);
+  EXPECT_EQ(apply_strict(answer, *run.entry, true).kind, AnswerKind::fail);
+}
+
+TEST(Decide, rfc_open_point_6_8_max_age_zero_applies_once) {
+  Lookups run;
+  Answer answer = run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 0)));
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_FALSE(is_fresh(run.entry, kT0));
+  EXPECT_EQ(answer_from_entry(*run.entry, kT0, false).kind, AnswerKind::no_policy);
+}
+
+TEST(Decide, RPT01_tlsrpt_record_is_stored_and_kept_on_temporary_failure) {
+  Lookups run;
+  TlsrptOutcome record = TlsrptRecord{{"mailto:a,b@example.com", "https://r.example/v1"}};
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 600)), false, record);
+  EXPECT_EQ(run.entry->report, "mailto:a%2Cb@example.com,https://r.example/v1");
+  TlsrptOutcome temporary =
+      std::expected<TlsrptRecord, Error>(std::unexpected(Error{ErrorCategory::dns_temporary, "x"}));
+  run.lookup(kT0 + 700, txt_id("abc"), fetched(make_policy(Mode::enforce, 600)), false, temporary);
+  EXPECT_FALSE(run.entry->report.empty());
+  TlsrptOutcome gone =
+      std::expected<TlsrptRecord, Error>(std::unexpected(Error{ErrorCategory::no_record, "x"}));
+  run.lookup(kT0 + 1400, txt_id("abc"), fetched(make_policy(Mode::enforce, 600)), false, gone);
+  EXPECT_TRUE(run.entry->report.empty());
+}
+
+TEST(Decide, caller_that_skips_a_needed_fetch_gets_a_failure_not_a_policy) {
+  Decision decision = decide(std::nullopt, txt_id("abc"), std::nullopt, std::nullopt, kT0, kTiming);
+  EXPECT_EQ(decision.answer.kind, AnswerKind::no_policy);
+  EXPECT_TRUE(decision.entry.unavailable);
+}
+
+TEST(Decide, format_rua_escapes_commas_and_percent) {
+  EXPECT_EQ(format_rua({"mailto:x@example.com"}), "mailto:x@example.com");
+  EXPECT_EQ(format_rua({"a,b", "c%d"}), "a%2Cb,c%25d");
+  EXPECT_EQ(format_rua({}), "");
+}
+
+}  // namespace
+}  // namespace mtasts
