@@ -1,1 +1,331 @@
-int main() { return 0; }
+// mtasts: the command-line front-end. Parses arguments, asks the engine, prints answers.
+// Exit codes (documented in docs/cli.md):
+//   0 answer printed · 64 usage error · 65 invalid domain or host · 74 cache unusable ·
+//   78 configuration error · 70 internal error
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <exception>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "core/domain.hpp"
+#include "core/exim_answers.hpp"
+#include "core/text_quote.hpp"
+#include "service/config.hpp"
+#include "service/engine.hpp"
+#include "service/logging.hpp"
+
+namespace mtasts {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 64;
+constexpr int kExitBadInput = 65;
+constexpr int kExitInternal = 70;
+constexpr int kExitCache = 74;
+constexpr int kExitConfig = 78;
+
+struct GlobalOptions {
+  std::string config_file;
+  std::string cache;
+  std::vector<std::string> resolvers;
+  std::string ca_file;
+  std::optional<int> https_port;
+  bool strict = false;
+  bool verbose = false;
+};
+
+int fail(int code, std::string_view message) {
+  fmt::print(stderr, "mtasts: {}\n", message);
+  return code;
+}
+
+// Exim's ${run} keeps the output verbatim, so answers carry no newline unless a person is
+// looking at a terminal.
+void print_answer(std::string_view text) {
+  if (isatty(STDOUT_FILENO) != 0) {
+    fmt::print("{}\n", text);
+  } else {
+    fmt::print("{}", text);
+  }
+}
+
+std::string format_time(UnixTime t) {
+  if (t <= 0) return "-";
+  std::time_t time = t;
+  std::tm tm{};
+  gmtime_r(&time, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+std::string_view kind_name(AnswerKind kind) {
+  switch (kind) {
+    case AnswerKind::policy:
+      return "policy";
+    case AnswerKind::no_policy:
+      return "no_policy";
+    case AnswerKind::fail:
+      return "fail";
+  }
+  return "fail";
+}
+
+nlohmann::json entry_json(const CacheEntry& entry) {
+  nlohmann::json json;
+  if (entry.policy) {
+    const CachedPolicy& p = *entry.policy;
+    json["policy"] = {{"mode", std::string(to_string(p.policy.mode))},
+                      {"mx", p.policy.mx},
+                      {"max_age", p.policy.max_age},
+                      {"id", p.id},
+                      {"fetched_at", p.fetched_at},
+                      {"expires_at", p.expires_at},
+                      {"text", p.text}};
+  } else {
+    json["policy"] = nullptr;
+  }
+  json["checked_at"] = entry.checked_at;
+  json["next_check"] = entry.next_check;
+  json["unavailable"] = entry.unavailable;
+  json["failed_id"] = entry.failed_id;
+  json["failures"] = entry.failures;
+  json["retry_fetch_at"] = entry.retry_fetch_at;
+  json["last_error"] = entry.last_error;
+  json["tlsrpt_rua"] = entry.report;
+  json["dnssec"] = entry.txt_dnssec;
+  return json;
+}
+
+nlohmann::json result_json(const LookupResult& result) {
+  nlohmann::json json;
+  json["domain"] = result.domain;
+  json["getmta"] = getmta_answer(result.answer);
+  json["answer"] = {
+      {"kind", std::string(kind_name(result.answer.kind))},
+      {"mode", result.answer.kind == AnswerKind::policy ? std::string(to_string(result.answer.mode))
+                                                        : std::string()},
+      {"mx", result.answer.mx},
+      {"id", result.answer.id},
+      {"expires_at", result.answer.expires_at},
+      {"reason", result.answer.reason}};
+  json["source"] = result.source == AnswerSource::cache ? "cache" : "network";
+  json["entry"] = result.entry ? entry_json(*result.entry) : nlohmann::json(nullptr);
+  return json;
+}
+
+void print_entry_lines(const CacheEntry& entry) {
+  if (entry.policy) {
+    const CachedPolicy& p = *entry.policy;
+    fmt::print("  policy id:   {}\n", p.id);
+    fmt::print("  mode:        {}\n", to_string(p.policy.mode));
+    fmt::print("  mx:          {}\n", fmt::join(p.policy.mx, ", "));
+    fmt::print("  max_age:     {}\n", p.policy.max_age);
+    fmt::print("  fetched:     {}\n", format_time(p.fetched_at));
+    fmt::print("  expires:     {}\n", format_time(p.expires_at));
+  } else {
+    fmt::print("  policy:      (none cached)\n");
+  }
+  fmt::print("  checked:     {}\n", format_time(entry.checked_at));
+  fmt::print("  next check:  {}\n", format_time(entry.next_check));
+  fmt::print("  dnssec:      {}\n", entry.txt_dnssec.empty() ? "-" : entry.txt_dnssec);
+  fmt::print("  tlsrpt rua:  {}\n", entry.report.empty() ? "-" : entry.report);
+  if (!entry.last_error.empty()) fmt::print("  last error:  {}\n", entry.last_error);
+  if (!entry.failed_id.empty()) {
+    fmt::print("  backoff:     id {} failed {} time(s), next fetch after {}\n", entry.failed_id,
+               entry.failures, format_time(entry.retry_fetch_at));
+  }
+}
+
+void print_result(const LookupResult& result) {
+  fmt::print("{}\n", result.domain);
+  fmt::print("  answer:      {}{}\n", getmta_answer(result.answer),
+             result.answer.reason.empty() ? "" : fmt::format(" ({})", result.answer.reason));
+  fmt::print("  source:      {}\n", result.source == AnswerSource::cache ? "cache" : "network");
+  if (result.entry) print_entry_lines(*result.entry);
+}
+
+class Cli {
+ public:
+  int run(int argc, char** argv);
+
+ private:
+  std::expected<Config, int> make_config() const;
+  std::expected<std::unique_ptr<Engine>, int> open_engine() const;
+  std::expected<std::string, int> domain_argument(const std::string& text) const;
+
+  GlobalOptions options_;
+};
+
+std::expected<Config, int> Cli::make_config() const {
+  const bool named = !options_.config_file.empty();
+  auto config = load_config(named ? options_.config_file : default_config_path(), named);
+  if (!config) return std::unexpected(fail(kExitConfig, config.error().reason));
+  if (!options_.cache.empty()) config->cache_path = options_.cache;
+  if (!options_.resolvers.empty()) {
+    for (const std::string& resolver : options_.resolvers) {
+      if (auto parsed = parse_resolver_address(resolver); !parsed) {
+        return std::unexpected(fail(kExitUsage, parsed.error().reason));
+      }
+    }
+    config->resolvers = options_.resolvers;
+  }
+  if (!options_.ca_file.empty()) config->ca_file = options_.ca_file;
+  if (options_.https_port) config->https_port = static_cast<std::uint16_t>(*options_.https_port);
+  if (options_.strict) config->strict = true;
+  if (options_.verbose) config->log_level = "debug";
+  return std::move(*config);
+}
+
+std::expected<std::unique_ptr<Engine>, int> Cli::open_engine() const {
+  auto config = make_config();
+  if (!config) return std::unexpected(config.error());
+  auto logger =
+      make_logger("mtasts", "stderr", config->log_level == "info" ? "warning" : config->log_level);
+  auto engine = Engine::open(std::move(*config), std::move(logger));
+  if (!engine) {
+    return std::unexpected(
+        fail(engine.error().category == ErrorCategory::config ? kExitConfig : kExitCache,
+             engine.error().reason));
+  }
+  return std::move(*engine);
+}
+
+std::expected<std::string, int> Cli::domain_argument(const std::string& text) const {
+  auto domain = normalize_domain(text);
+  if (!domain) return std::unexpected(fail(kExitBadInput, domain.error().reason));
+  return *domain;
+}
+
+int Cli::run(int argc, char** argv) {
+  CLI::App app{"mtasts: MTA-STS (RFC 8461) policy answers for mail servers"};
+  app.set_version_flag("--version", "mtasts 0.1.0");
+  app.require_subcommand(1);
+  app.add_option("--config", options_.config_file,
+                 "config file (default: $MTASTS_CONFIG or " + default_config_path() + ")");
+  app.add_option("--cache", options_.cache, "cache file (LMDB), overrides the config");
+  app.add_option("--resolver", options_.resolvers, "DNS server ADDR[:PORT] (repeatable)");
+  app.add_option("--ca-file", options_.ca_file, "extra CA certificates (PEM) for policy hosts");
+  app.add_option("--https-port", options_.https_port, "policy host port (test worlds only)")
+      ->check(CLI::Range(1, 65535));
+  app.add_flag("--strict", options_.strict,
+               "answer fail when a published policy cannot be fetched and nothing is cached");
+  app.add_flag("-v,--verbose", options_.verbose, "log what happens to stderr");
+
+  std::string domain_text;
+  std::string host_text;
+  bool json = false;
+
+  auto* getmta = app.add_subcommand("getmta",
+                                    "enforce|testing|none|fail; with HOST: 0 when the "
+                                    "enforce policy does not allow that MX host");
+  getmta->add_option("domain", domain_text, "recipient domain")->required();
+  getmta->add_option("host", host_text, "MX host name");
+  auto* getmx = app.add_subcommand("getmx", "the policy's mx patterns as an Exim colon list");
+  getmx->add_option("domain", domain_text)->required();
+  auto* ignorelist =
+      app.add_subcommand("ignorelist", "Exim ignore_target_hosts list for an enforce policy");
+  ignorelist->add_option("domain", domain_text)->required();
+  auto* query = app.add_subcommand("query", "everything known about a domain");
+  query->add_option("domain", domain_text)->required();
+  query->add_flag("--json", json, "JSON output");
+  auto* refresh = app.add_subcommand("refresh", "check DNS (and fetch if needed) now");
+  refresh->add_option("domain", domain_text)->required();
+  refresh->add_flag("--json", json, "JSON output");
+  auto* dump = app.add_subcommand("dump", "every cached domain");
+  dump->add_flag("--json", json, "JSON output");
+  auto* purge = app.add_subcommand("purge", "forget a domain");
+  purge->add_option("domain", domain_text)->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    if (error.get_exit_code() == 0) return app.exit(error);
+    app.exit(error);
+    return kExitUsage;
+  }
+
+  // Address literals cannot have a policy (STS-30): answer without touching cache or network.
+  auto literal = [&]() {
+    auto domain = normalize_domain(domain_text);
+    return !domain && domain.error().category == ErrorCategory::address_literal;
+  };
+  if ((getmta->parsed() || getmx->parsed() || ignorelist->parsed()) && literal()) {
+    print_answer(getmta->parsed() && host_text.empty() ? "none" : "");
+    return kExitOk;
+  }
+
+  if (dump->parsed()) {
+    auto engine = open_engine();
+    if (!engine) return engine.error();
+    auto entries = (*engine)->store().list();
+    if (!entries) return fail(kExitCache, entries.error().reason);
+    if (json) {
+      nlohmann::json all = nlohmann::json::object();
+      for (const auto& [name, entry] : *entries) all[name] = entry_json(entry);
+      fmt::print("{}\n", all.dump(2));
+    } else {
+      for (const auto& [name, entry] : *entries) {
+        fmt::print("{}\n", name);
+        print_entry_lines(entry);
+      }
+    }
+    return kExitOk;
+  }
+
+  auto domain = domain_argument(domain_text);
+  if (!domain) return domain.error();
+  std::optional<std::string> host;
+  if (!host_text.empty()) {
+    auto normalized = normalize_domain(host_text);
+    if (!normalized) return fail(kExitBadInput, "host: " + normalized.error().reason);
+    host = *normalized;
+  }
+
+  auto engine = open_engine();
+  if (!engine) return engine.error();
+
+  if (purge->parsed()) {
+    auto erased = (*engine)->store().erase(*domain);
+    if (!erased) return fail(kExitCache, erased.error().reason);
+    fmt::print(stderr, "{}: {}\n", *domain, *erased ? "purged" : "was not cached");
+    return kExitOk;
+  }
+
+  LookupResult result =
+      refresh->parsed() ? (*engine)->refresh(*domain) : (*engine)->lookup(*domain);
+  if (getmta->parsed()) {
+    print_answer(host ? getmta_host_answer(result.answer, *host) : getmta_answer(result.answer));
+  } else if (getmx->parsed()) {
+    print_answer(getmx_answer(result.answer));
+  } else if (ignorelist->parsed()) {
+    print_answer(ignorelist_answer(result.answer));
+  } else if (json) {
+    fmt::print("{}\n", result_json(result).dump(2));
+  } else {
+    print_result(result);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace mtasts
+
+int main(int argc, char** argv) {
+  try {
+    mtasts::Cli cli;
+    return cli.run(argc, argv);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "mtasts: internal error: %s\n", error.what());
+    return mtasts::kExitInternal;
+  }
+}

@@ -1,1 +1,143 @@
-// placeholder
+#include "service/engine.hpp"
+
+#include <chrono>
+#include <exception>
+#include <utility>
+
+#include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "adapters/dns/unbound_resolver.hpp"
+#include "adapters/https/beast_policy_fetcher.hpp"
+#include "adapters/store/lmdb_store.hpp"
+
+namespace mtasts {
+
+UnixTime system_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The parts a cache hit never needs: built on the first miss, dropped after a timed-out lookup
+// (which abandons its half-done work with it).
+struct Engine::Network {
+  Network(const Config& config, store::PolicyStore& store, std::shared_ptr<spdlog::logger> logger)
+      : resolver(io.get_executor(), resolver_options(config)),
+        fetcher(resolver, fetcher_options(config)),
+        service(io.get_executor(), store, resolver, fetcher, system_now,
+                ServiceOptions{config.timing, config.strict, config.lookup_timeout},
+                std::move(logger)) {}
+
+  static dns::UnboundOptions resolver_options(const Config& config) {
+    dns::UnboundOptions options;
+    options.servers = config.resolvers;
+    if (!config.trust_anchor_file.empty()) options.trust_anchor_file = config.trust_anchor_file;
+    options.timeout = config.dns_timeout;
+    return options;
+  }
+  static https::BeastPolicyFetcherOptions fetcher_options(const Config& config) {
+    https::BeastPolicyFetcherOptions options;
+    options.port = config.https_port;
+    if (!config.ca_file.empty()) options.ca_file = config.ca_file;
+    options.timeout = config.fetch_timeout;
+    options.max_body = config.max_policy_bytes;
+    return options;
+  }
+
+  asio::io_context io{1};
+  dns::UnboundResolver resolver;
+  https::BeastPolicyFetcher fetcher;
+  PolicyService service;
+};
+
+std::expected<std::unique_ptr<Engine>, Error> Engine::open(Config config,
+                                                           std::shared_ptr<spdlog::logger> logger) {
+  store::LmdbStoreOptions options;
+  options.max_map_bytes = config.max_map_bytes;
+  auto store = store::LmdbStore::open(config.cache_path, options);
+  if (!store) return std::unexpected(store.error());
+  for (const std::string& notice : (*store)->notices()) logger->warn("{}", notice);
+  return std::unique_ptr<Engine>(
+      new Engine(std::move(config), std::move(logger), std::move(*store)));
+}
+
+Engine::Engine(Config config, std::shared_ptr<spdlog::logger> logger,
+               std::unique_ptr<store::PolicyStore> store)
+    : config_(std::move(config)), logger_(std::move(logger)), store_(std::move(store)) {}
+
+Engine::~Engine() = default;
+
+store::PolicyStore& Engine::store() {
+  return *store_;
+}
+const Config& Engine::config() const {
+  return config_;
+}
+
+Engine::Network& Engine::network() {
+  if (!network_) network_ = std::make_unique<Network>(config_, *store_, logger_);
+  return *network_;
+}
+
+std::optional<LookupResult> Engine::cached(const std::string& domain) {
+  auto loaded = store_->load(domain);
+  if (!loaded) {
+    logger_->error("cache read for {} failed: {}", domain, loaded.error().reason);
+    return std::nullopt;
+  }
+  const UnixTime now = system_now();
+  if (!is_fresh(*loaded, now)) return std::nullopt;
+  return LookupResult{domain, answer_from_entry(**loaded, now, config_.strict), *loaded,
+                      AnswerSource::cache};
+}
+
+LookupResult Engine::lookup(const std::string& domain) {
+  if (auto hit = cached(domain)) return std::move(*hit);
+  return run(domain, false);
+}
+
+LookupResult Engine::refresh(const std::string& domain) {
+  return run(domain, true);
+}
+
+LookupResult Engine::run(const std::string& domain, bool force) {
+  Network& net = network();
+  std::optional<LookupResult> result;
+  std::string failure;
+  asio::co_spawn(
+      net.io,
+      [&]() -> asio::awaitable<void> {
+        result = co_await (force ? net.service.refresh(domain) : net.service.lookup(domain));
+      },
+      [&](std::exception_ptr error) {
+        if (!error) return;
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          failure = e.what();
+        }
+      });
+  net.io.restart();
+  net.io.run_for(config_.lookup_timeout);
+  if (result) return std::move(*result);
+
+  // Timed out or failed: abandon the half-done lookup and answer from what is cached, exactly
+  // as the decision would for a temporary failure (never a silent downgrade of a valid policy).
+  if (failure.empty()) {
+    failure = fmt::format("lookup did not finish within {} ms", config_.lookup_timeout.count());
+  }
+  logger_->warn("{}: {}", domain, failure);
+  network_.reset();
+  LookupResult fallback{domain, {}, std::nullopt, AnswerSource::cache};
+  CacheEntry entry;
+  if (auto loaded = store_->load(domain); loaded && *loaded) entry = **loaded;
+  entry.unavailable = true;
+  entry.last_error = fmt::format("dns_temporary: {}", failure);
+  fallback.answer = answer_from_entry(entry, system_now(), config_.strict);
+  fallback.entry = std::move(entry);
+  return fallback;
+}
+
+}  // namespace mtasts
