@@ -20,9 +20,11 @@ struct StsRecord {
 // against the strict ABNF: "v=STSv1" first (case-sensitive, STS-02), fields separated by
 // *WSP ";" *WSP with an optional trailing ";" and trailing WSP (STS-04), "id" required (STS-03),
 // first occurrence of a duplicated field wins (STS-10), extension fields
-// `1*32(ALPHA/DIGIT/"_"/"-"/".") "=" 1*(%x21-3A / %x3C / %x3E-7E)` accepted and ignored, US-ASCII
-// only (STS-05). Whitespace before the first ";" is accepted (rfc-checklist §6.1).
-// Errors: record_syntax with a reason that quotes the offending part.
+// `(ALPHA/DIGIT) *31(ALPHA/DIGIT/"_"/"-"/".") "=" 1*(%x21-3A / %x3C / %x3E-7E)` accepted and
+// ignored, US-ASCII only (STS-05). A field named "id" is always the id: a malformed first id is an
+// error, not an extension. Trailing WSP without a final ";" is accepted (txt-trailing-whitespace).
+// Whitespace before the first ";" is accepted (rfc-checklist §6.1). Errors: record_syntax with a
+// reason that quotes the offending part.
 [[nodiscard]] std::expected<StsRecord, Error> parse_sts_record(std::string_view record);
 
 // STS-06: of all TXT records at `_mta-sts.<domain>`, keeps those that begin with "v=STSv1"

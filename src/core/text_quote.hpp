@@ -9,7 +9,8 @@
 namespace mtasts {
 
 // Returns `input` in double quotes, at most `max_bytes` of it, "\n" / "\xNN" escapes for
-// control and non-ASCII bytes, and "..." when cut.
+// control and non-ASCII bytes ("\"" and "\\" for quote and backslash), and "..." after the
+// closing quote when cut.
 [[nodiscard]] std::string quote_input(std::string_view input, std::size_t max_bytes = 100);
 
 }  // namespace mtasts
