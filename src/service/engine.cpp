@@ -54,11 +54,11 @@ struct Engine::Network {
 
 std::expected<std::unique_ptr<Engine>, Error> Engine::open(Config config,
                                                            std::shared_ptr<spdlog::logger> logger) {
-  store::LmdbStoreOptions options;
-  options.max_map_bytes = config.max_map_bytes;
+  store::LmdbStore::Options options;
+  options.max_map_size = config.max_map_bytes;
   auto store = store::LmdbStore::open(config.cache_path, options);
   if (!store) return std::unexpected(store.error());
-  for (const std::string& notice : (*store)->notices()) logger->warn("{}", notice);
+  for (const std::string& notice : (*store)->take_notices()) logger->warn("{}", notice);
   return std::unique_ptr<Engine>(
       new Engine(std::move(config), std::move(logger), std::move(*store)));
 }
@@ -109,7 +109,13 @@ LookupResult Engine::run(const std::string& domain, bool force) {
   asio::co_spawn(
       net.io,
       [&]() -> asio::awaitable<void> {
-        result = co_await (force ? net.service.refresh(domain) : net.service.lookup(domain));
+        // Two statements, not a conditional expression: g++ 12 destroys the temporary
+        // awaitable of `co_await (c ? a() : b())` twice.
+        if (force) {
+          result = co_await net.service.refresh(domain);
+        } else {
+          result = co_await net.service.lookup(domain);
+        }
       },
       [&](std::exception_ptr error) {
         if (!error) return;
