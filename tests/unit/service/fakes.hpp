@@ -1,0 +1,103 @@
+// Map-driven fakes for unit tests of the service (mocks are for the core's neighbours only;
+// integration tests use the real adapters against the test world).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "adapters/dns/resolver.hpp"
+#include "adapters/https/policy_fetcher.hpp"
+#include "adapters/store/policy_store.hpp"
+
+namespace mtasts::testing {
+
+class MemoryStore final : public store::PolicyStore {
+ public:
+  std::expected<std::optional<CacheEntry>, Error> load(std::string_view domain) override {
+    ++loads;
+    auto it = entries.find(std::string(domain));
+    if (it == entries.end()) return std::optional<CacheEntry>();
+    return std::optional<CacheEntry>(it->second);
+  }
+  std::expected<void, Error> save(std::string_view domain, const CacheEntry& entry) override {
+    ++saves;
+    entries[std::string(domain)] = entry;
+    return {};
+  }
+  std::expected<bool, Error> erase(std::string_view domain) override {
+    return entries.erase(std::string(domain)) > 0;
+  }
+  std::expected<std::vector<std::pair<std::string, CacheEntry>>, Error> list() override {
+    return std::vector<std::pair<std::string, CacheEntry>>(entries.begin(), entries.end());
+  }
+  std::map<std::string, CacheEntry> entries;
+  int loads = 0;
+  int saves = 0;
+};
+
+// TXT answers by name; missing names are NXDOMAIN. Every query takes `delay` so concurrent
+// callers really overlap.
+class FakeResolver final : public dns::Resolver {
+ public:
+  asio::awaitable<dns::Answer<std::string>> txt(std::string name) override {
+    ++queries[name];
+    co_await pause();
+    auto it = txt_records.find(name);
+    if (it == txt_records.end()) {
+      co_return dns::Answer<std::string>{
+          dns::Status::nxdomain, dns::Security::insecure, {}, 0, name, ""};
+    }
+    co_return it->second;
+  }
+  asio::awaitable<dns::Answer<dns::MxRecord>> mx(std::string) override {
+    co_return dns::Answer<dns::MxRecord>{};
+  }
+  asio::awaitable<dns::Answer<std::string>> addresses(std::string) override {
+    co_return dns::Answer<std::string>{};
+  }
+  asio::awaitable<dns::Answer<dns::TlsaRecord>> tlsa(std::string) override {
+    co_return dns::Answer<dns::TlsaRecord>{};
+  }
+
+  void set_txt(const std::string& name, std::vector<std::string> records) {
+    txt_records[name] = dns::Answer<std::string>{
+        dns::Status::ok, dns::Security::insecure, std::move(records), 300, name, ""};
+  }
+  void set_failure(const std::string& name, dns::Status status) {
+    txt_records[name] =
+        dns::Answer<std::string>{status, dns::Security::indeterminate, {}, 0, name, "injected"};
+  }
+
+  std::map<std::string, dns::Answer<std::string>> txt_records;
+  std::map<std::string, int> queries;
+  std::chrono::milliseconds delay{5};
+
+ private:
+  asio::awaitable<void> pause() {
+    asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+};
+
+class FakeFetcher final : public https::PolicyFetcher {
+ public:
+  asio::awaitable<std::expected<std::string, Error>> fetch(std::string domain) override {
+    ++fetches[domain];
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
+    co_await timer.async_wait(asio::use_awaitable);
+    auto it = bodies.find(domain);
+    if (it == bodies.end()) {
+      co_return std::unexpected(
+          Error{ErrorCategory::fetch_failed, "HTTP 404 from mta-sts." + domain});
+    }
+    co_return it->second;
+  }
+  std::map<std::string, std::string> bodies;
+  std::map<std::string, int> fetches;
+};
+
+}  // namespace mtasts::testing
