@@ -1,1 +1,647 @@
-// placeholder
+#include "adapters/store/lmdb_env.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <thread>
+
+#include <fmt/format.h>
+
+namespace mtasts::store::lmdb {
+
+namespace {
+
+// MDB_NOSUBDIR: the path names the data file itself ("<path>-lock" beside it), as the Perl tool
+// and Exim's lmdb lookup expect.
+//
+// MDB_NOTLS: reader slots belong to transactions instead of threads. We want that because
+//  - the daemon and the Exim module run many coroutines on one thread; without it a thread may
+//    hold only one read transaction at a time, and a second one (another coroutine, or a
+//    read nested in a callback) would be an error or silently share the slot;
+//  - slots are given back when each short read transaction ends instead of being pinned per
+//    thread until the environment closes, so hundreds of concurrent Exim delivery processes
+//    and a thread pool do not exhaust the reader table;
+//  - a read transaction may be finished on another OS thread than it began on (we never do
+//    this: no transaction is held across a call, let alone a co_await).
+// The cost is one uncontended lock of the reader table mutex per read transaction (~0.1 µs).
+// Write transactions stay bound to their OS thread whatever the flag; ours begin and commit
+// within one synchronous call, and LMDB's write mutex serializes them across threads/processes.
+//
+// No MDB_NOSYNC / MDB_NOMETASYNC / MDB_WRITEMAP: a commit is durable when it returns.
+constexpr unsigned kEnvFlags = MDB_NOSUBDIR | MDB_NOTLS;
+
+std::atomic<unsigned long> g_fork_generation{0};
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::pair<dev_t, ino_t>, std::weak_ptr<Environment>> envs;
+};
+
+Registry& registry() {
+  static auto* instance = new Registry;  // never destroyed: usable from exit handlers
+  return *instance;
+}
+
+// Keep the registry consistent across fork(): no other thread can hold its lock at the moment
+// of the fork, and the child counts one more generation.
+void before_fork() {
+  registry().mutex.lock();
+}
+void after_fork_parent() {
+  registry().mutex.unlock();
+}
+void after_fork_child() {
+  registry().mutex.unlock();
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+MDB_val to_val(std::string_view text) {
+  return MDB_val{text.size(), const_cast<char*>(text.data())};
+}
+
+std::string_view from_val(const MDB_val& val) {
+  return {static_cast<const char*>(val.mv_data), val.mv_size};
+}
+
+std::expected<std::optional<std::string_view>, int> get_in(MDB_txn* txn, MDB_dbi dbi,
+                                                           std::string_view key) {
+  MDB_val k = to_val(key);
+  MDB_val v{};
+  const int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::optional<std::string_view>{};
+  if (rc != MDB_SUCCESS) return std::unexpected(rc);
+  return std::optional<std::string_view>{from_val(v)};
+}
+
+std::string parent_directory(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+unsigned long fork_generation() {
+  static std::once_flag once;
+  std::call_once(once,
+                 [] { ::pthread_atfork(&before_fork, &after_fork_parent, &after_fork_child); });
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+std::string describe(int rc) {
+  const char* name = nullptr;
+  switch (rc) {
+    case MDB_KEYEXIST:
+      name = "MDB_KEYEXIST";
+      break;
+    case MDB_NOTFOUND:
+      name = "MDB_NOTFOUND";
+      break;
+    case MDB_PAGE_NOTFOUND:
+      name = "MDB_PAGE_NOTFOUND";
+      break;
+    case MDB_CORRUPTED:
+      name = "MDB_CORRUPTED";
+      break;
+    case MDB_PANIC:
+      name = "MDB_PANIC";
+      break;
+    case MDB_VERSION_MISMATCH:
+      name = "MDB_VERSION_MISMATCH";
+      break;
+    case MDB_INVALID:
+      name = "MDB_INVALID";
+      break;
+    case MDB_MAP_FULL:
+      name = "MDB_MAP_FULL";
+      break;
+    case MDB_DBS_FULL:
+      name = "MDB_DBS_FULL";
+      break;
+    case MDB_READERS_FULL:
+      name = "MDB_READERS_FULL";
+      break;
+    case MDB_TXN_FULL:
+      name = "MDB_TXN_FULL";
+      break;
+    case MDB_MAP_RESIZED:
+      name = "MDB_MAP_RESIZED";
+      break;
+    case MDB_BAD_TXN:
+      name = "MDB_BAD_TXN";
+      break;
+    case MDB_BAD_VALSIZE:
+      name = "MDB_BAD_VALSIZE";
+      break;
+    default:
+      break;
+  }
+  const char* text = ::mdb_strerror(rc);  // handles errno values too
+  if (name != nullptr) return fmt::format("{}: {}", name, text);
+  return text != nullptr ? std::string(text) : fmt::format("error {}", rc);
+}
+
+bool is_corruption(int rc) {
+  return rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+         rc == MDB_VERSION_MISMATCH;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReadTxn / WriteTxn
+
+ReadTxn::ReadTxn(MDB_txn* txn, MDB_dbi dbi, std::shared_lock<std::shared_mutex> lock) noexcept
+    : txn_(txn), dbi_(dbi), resize_lock_(std::move(lock)) {}
+
+ReadTxn::ReadTxn(ReadTxn&& other) noexcept
+    : txn_(std::exchange(other.txn_, nullptr)),
+      dbi_(other.dbi_),
+      resize_lock_(std::move(other.resize_lock_)) {}
+
+ReadTxn::~ReadTxn() {
+  if (txn_ != nullptr) ::mdb_txn_abort(txn_);  // before resize_lock_ is released
+}
+
+std::expected<std::optional<std::string_view>, int> ReadTxn::get(std::string_view key) const {
+  return get_in(txn_, dbi_, key);
+}
+
+std::expected<void, int> ReadTxn::for_each(
+    FunctionRef<bool(std::string_view, std::string_view)> fn) const {
+  MDB_cursor* cursor = nullptr;
+  if (const int rc = ::mdb_cursor_open(txn_, dbi_, &cursor); rc != MDB_SUCCESS) {
+    return std::unexpected(rc);
+  }
+  MDB_val k{};
+  MDB_val v{};
+  int rc = ::mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+  while (rc == MDB_SUCCESS) {
+    if (!fn(from_val(k), from_val(v))) break;
+    rc = ::mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+  }
+  ::mdb_cursor_close(cursor);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return std::unexpected(rc);
+  return {};
+}
+
+WriteTxn::WriteTxn(MDB_txn* txn, MDB_dbi dbi, std::shared_lock<std::shared_mutex> lock) noexcept
+    : txn_(txn), dbi_(dbi), resize_lock_(std::move(lock)) {}
+
+WriteTxn::WriteTxn(WriteTxn&& other) noexcept
+    : txn_(std::exchange(other.txn_, nullptr)),
+      dbi_(other.dbi_),
+      resize_lock_(std::move(other.resize_lock_)) {}
+
+WriteTxn::~WriteTxn() {
+  if (txn_ != nullptr) ::mdb_txn_abort(txn_);  // not committed: nothing happened
+}
+
+std::expected<std::optional<std::string_view>, int> WriteTxn::get(std::string_view key) const {
+  return get_in(txn_, dbi_, key);
+}
+
+std::expected<void, int> WriteTxn::put(std::string_view key, std::string_view value) {
+  MDB_val k = to_val(key);
+  MDB_val v = to_val(value);
+  if (const int rc = ::mdb_put(txn_, dbi_, &k, &v, 0); rc != MDB_SUCCESS) {
+    return std::unexpected(rc);
+  }
+  return {};
+}
+
+std::expected<bool, int> WriteTxn::del(std::string_view key) {
+  MDB_val k = to_val(key);
+  const int rc = ::mdb_del(txn_, dbi_, &k, nullptr);
+  if (rc == MDB_NOTFOUND) return false;
+  if (rc != MDB_SUCCESS) return std::unexpected(rc);
+  return true;
+}
+
+std::expected<void, int> WriteTxn::commit() {
+  // mdb_txn_commit frees the transaction whether or not it succeeds.
+  const int rc = ::mdb_txn_commit(std::exchange(txn_, nullptr));
+  if (rc != MDB_SUCCESS) return std::unexpected(rc);
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+
+Environment::Environment(MDB_env* env, dev_t device, ino_t inode, bool fresh,
+                         const LmdbOptions& options)
+    : env_(env),
+      pid_(::getpid()),
+      generation_(fork_generation()),
+      device_(device),
+      inode_(inode),
+      fresh_(fresh),
+      initial_map_size_(options.initial_map_size),
+      max_map_size_(std::max(options.max_map_size, options.initial_map_size)) {}
+
+Environment::~Environment() {
+  // LMDB forbids using an environment after fork(); closing it in the child would even clear the
+  // parent's reader slots. A child just drops it (the handle and its map leak, by design).
+  if (::getpid() == pid_) ::mdb_env_close(env_);
+}
+
+std::expected<std::shared_ptr<Environment>, int> Environment::open(const std::string& path,
+                                                                   const LmdbOptions& options,
+                                                                   const struct stat* existing) {
+  const unsigned long generation = fork_generation();
+  Registry& reg = registry();
+  std::lock_guard lock(reg.mutex);
+  std::erase_if(reg.envs, [](const auto& item) { return item.second.expired(); });
+  if (existing != nullptr) {
+    // One environment per file per process: a second one would break LMDB's fcntl locking.
+    if (auto it = reg.envs.find({existing->st_dev, existing->st_ino}); it != reg.envs.end()) {
+      if (auto env = it->second.lock(); env && env->generation() == generation) return env;
+    }
+  }
+
+  MDB_env* raw = nullptr;
+  if (const int rc = ::mdb_env_create(&raw); rc != MDB_SUCCESS) return std::unexpected(rc);
+  auto fail = [&raw](int rc) -> std::expected<std::shared_ptr<Environment>, int> {
+    ::mdb_env_close(raw);
+    return std::unexpected(rc);
+  };
+  if (options.max_readers > 0) {
+    if (const int rc = ::mdb_env_set_maxreaders(raw, options.max_readers); rc != MDB_SUCCESS) {
+      return fail(rc);
+    }
+  }
+  // No mapsize before open: an existing file keeps the (maybe larger) size recorded in it.
+  if (const int rc =
+          ::mdb_env_open(raw, path.c_str(), kEnvFlags, static_cast<mdb_mode_t>(options.file_mode));
+      rc != MDB_SUCCESS) {
+    return fail(rc);
+  }
+
+  mdb_filehandle_t fd = -1;
+  MDB_envinfo info{};
+  MDB_stat stat{};
+  if (const int rc = ::mdb_env_get_fd(raw, &fd); rc != MDB_SUCCESS) return fail(rc);
+  if (const int rc = ::mdb_env_info(raw, &info); rc != MDB_SUCCESS) return fail(rc);
+  if (const int rc = ::mdb_env_stat(raw, &stat); rc != MDB_SUCCESS) return fail(rc);
+  struct stat file {};
+  if (::fstat(fd, &file) != 0) return fail(errno);  // after mdb_env_info: the file only grows
+  // A truncated file: its meta page names pages past the end. Touching them would be SIGBUS.
+  const auto needed = static_cast<unsigned long long>(info.me_last_pgno + 1) * stat.ms_psize;
+  if (stat.ms_psize == 0 || static_cast<unsigned long long>(file.st_size) < needed) {
+    return fail(MDB_CORRUPTED);
+  }
+  if (info.me_mapsize < options.initial_map_size) {
+    if (const int rc = ::mdb_env_set_mapsize(raw, options.initial_map_size); rc != MDB_SUCCESS) {
+      return fail(rc);
+    }
+  }
+
+  std::shared_ptr<Environment> env(
+      new Environment(raw, file.st_dev, file.st_ino, info.me_last_txnid == 0, options));
+  reg.envs[{file.st_dev, file.st_ino}] = env;
+  return env;
+}
+
+std::expected<ReadTxn, int> Environment::begin_read() {
+  std::shared_lock lock(resize_);
+  MDB_txn* txn = nullptr;
+  if (const int rc = ::mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn); rc != MDB_SUCCESS) {
+    return std::unexpected(rc);
+  }
+  MDB_dbi dbi = 0;
+  if (const int rc = ::mdb_dbi_open(txn, nullptr, 0, &dbi); rc != MDB_SUCCESS) {
+    ::mdb_txn_abort(txn);
+    return std::unexpected(rc);
+  }
+  return ReadTxn(txn, dbi, std::move(lock));
+}
+
+std::expected<WriteTxn, int> Environment::begin_write() {
+  std::shared_lock lock(resize_);
+  MDB_txn* txn = nullptr;
+  if (const int rc = ::mdb_txn_begin(env_, nullptr, 0, &txn); rc != MDB_SUCCESS) {
+    return std::unexpected(rc);
+  }
+  MDB_dbi dbi = 0;
+  if (const int rc = ::mdb_dbi_open(txn, nullptr, 0, &dbi); rc != MDB_SUCCESS) {
+    ::mdb_txn_abort(txn);
+    return std::unexpected(rc);
+  }
+  return WriteTxn(txn, dbi, std::move(lock));
+}
+
+std::expected<void, int> Environment::grow(std::size_t seen) {
+  std::unique_lock lock(resize_);  // waits until no transaction of ours is active
+  MDB_envinfo info{};
+  if (const int rc = ::mdb_env_info(env_, &info); rc != MDB_SUCCESS) return std::unexpected(rc);
+  const std::size_t current = info.me_mapsize;
+  if (current > seen) return {};  // another thread grew it meanwhile
+  if (current >= max_map_size_) return std::unexpected(MDB_MAP_FULL);
+  std::size_t next = current > max_map_size_ / 2 ? max_map_size_ : current * 2;
+  next = std::max(next, initial_map_size_);
+  next &= ~std::size_t{4095};  // whole OS pages
+  if (next <= current) return std::unexpected(MDB_MAP_FULL);
+  if (const int rc = ::mdb_env_set_mapsize(env_, next); rc != MDB_SUCCESS) {
+    return std::unexpected(rc);
+  }
+  return {};
+}
+
+std::expected<void, int> Environment::adopt_map_size() {
+  std::unique_lock lock(resize_);
+  if (const int rc = ::mdb_env_set_mapsize(env_, 0); rc != MDB_SUCCESS) {
+    return std::unexpected(rc);
+  }
+  return {};
+}
+
+int Environment::clear_stale_readers() {
+  int dead = 0;
+  if (::mdb_reader_check(env_, &dead) != MDB_SUCCESS) return 0;
+  return dead;
+}
+
+std::size_t Environment::map_size() const {
+  std::shared_lock lock(resize_);
+  MDB_envinfo info{};
+  if (::mdb_env_info(env_, &info) != MDB_SUCCESS) return 0;
+  return info.me_mapsize;
+}
+
+bool Environment::claim_fresh() {
+  return fresh_.exchange(false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Database
+
+Database::Database(std::string path, LmdbOptions options, Initializer initializer)
+    : path_(std::move(path)), options_(std::move(options)), initializer_(std::move(initializer)) {}
+
+Database::~Database() = default;
+
+Error Database::error(std::string_view what, int rc) const {
+  return Error{ErrorCategory::store,
+               fmt::format("LMDB cache {}: {}: {}", path_, what, describe(rc))};
+}
+
+void Database::notice_locked(std::string text) {
+  constexpr std::size_t kKept = 64;
+  if (notices_.size() >= kKept) notices_.erase(notices_.begin());
+  notices_.push_back(text);
+  if (options_.on_notice) options_.on_notice(notices_.back());
+}
+
+void Database::notice(std::string text) {
+  std::lock_guard lock(mutex_);
+  notice_locked(std::move(text));
+}
+
+std::vector<std::string> Database::notices() const {
+  std::lock_guard lock(mutex_);
+  return notices_;
+}
+
+std::vector<std::string> Database::take_notices() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(notices_, {});
+}
+
+std::expected<void, Error> Database::open() {
+  auto env = acquire(false);
+  if (!env) return std::unexpected(env.error());
+  return {};
+}
+
+std::expected<std::shared_ptr<Environment>, Error> Database::acquire(bool for_write) {
+  std::lock_guard lock(mutex_);
+  if (env_ && env_->generation() != fork_generation()) {
+    // Inherited across fork(): LMDB forbids using it here. Drop it, unclosed (~Environment).
+    env_.reset();
+  }
+  if (env_ && for_write) {
+    // Writes are rare and worth one stat(): another process may have moved a corrupt file
+    // aside (or an admin removed it); writing into the old inode would be lost.
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0 || st.st_dev != env_->device() ||
+        st.st_ino != env_->inode()) {
+      notice_locked(
+          fmt::format("LMDB cache {}: the file was moved or replaced; reopened it", path_));
+      env_.reset();
+    }
+  }
+  if (!env_) {
+    if (auto opened = open_locked(); !opened) return std::unexpected(opened.error());
+  }
+  return env_;
+}
+
+std::expected<void, Error> Database::open_locked() {
+  for (int attempt = 0;; ++attempt) {
+    struct stat st {};
+    const bool exists = ::stat(path_.c_str(), &st) == 0;
+    auto opened = Environment::open(path_, options_, exists ? &st : nullptr);
+    if (opened) {
+      std::shared_ptr<Environment> env = std::move(*opened);
+      if (initializer_ && env->claim_fresh()) {
+        int rc = MDB_SUCCESS;
+        {
+          auto txn = env->begin_write();
+          if (!txn) {
+            rc = txn.error();
+          } else if (rc = initializer_(*txn); rc == MDB_SUCCESS) {
+            auto committed = txn->commit();
+            if (!committed) rc = committed.error();
+          }
+        }
+        if (rc != MDB_SUCCESS && rc != kRollback) return std::unexpected(error("initializing", rc));
+      }
+      env_ = std::move(env);
+      return {};
+    }
+    const int rc = opened.error();
+    if (is_corruption(rc) && attempt == 0) {
+      std::optional<std::pair<dev_t, ino_t>> file;
+      if (exists) file = std::pair{st.st_dev, st.st_ino};
+      if (auto moved = move_aside_locked(file, rc); !moved) return moved;
+      continue;
+    }
+    if (rc == ENOENT) {
+      // mdb_env_open creates a missing file but never a missing directory; neither do we.
+      const std::string dir = parent_directory(path_);
+      struct stat dst {};
+      if (::stat(dir.c_str(), &dst) != 0) {
+        return std::unexpected(Error{
+            ErrorCategory::store,
+            fmt::format("LMDB cache {}: directory {} does not exist (create it; it is not created "
+                        "automatically)",
+                        path_, dir)});
+      }
+      if (!S_ISDIR(dst.st_mode)) {
+        return std::unexpected(Error{
+            ErrorCategory::store, fmt::format("LMDB cache {}: {} is not a directory", path_, dir)});
+      }
+    }
+    return std::unexpected(error("cannot open", rc));
+  }
+}
+
+std::expected<void, Error> Database::move_aside_locked(
+    std::optional<std::pair<dev_t, ino_t>> expected_file, int rc) {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) {
+    if (errno == ENOENT) return {};  // already gone: another process moved it
+    return std::unexpected(error("stat", errno));
+  }
+  if (expected_file && (st.st_dev != expected_file->first || st.st_ino != expected_file->second)) {
+    return {};  // another process already replaced it
+  }
+  const auto now = static_cast<long long>(std::time(nullptr));
+  std::string aside;
+  bool moved = false;
+  for (int n = 0; n < 100 && !moved; ++n) {
+    aside = n == 0 ? fmt::format("{}.corrupt-{}", path_, now)
+                   : fmt::format("{}.corrupt-{}-{}", path_, now, n);
+    if (::renameat2(AT_FDCWD, path_.c_str(), AT_FDCWD, aside.c_str(), RENAME_NOREPLACE) == 0) {
+      moved = true;
+    } else if (errno == EINVAL || errno == ENOSYS) {  // file system without RENAME_NOREPLACE
+      struct stat taken {};
+      if (::lstat(aside.c_str(), &taken) == 0) continue;
+      if (::rename(path_.c_str(), aside.c_str()) != 0) {
+        return std::unexpected(
+            error(fmt::format("cannot move the corrupt file to {}", aside), errno));
+      }
+      moved = true;
+    } else if (errno != EEXIST) {
+      return std::unexpected(
+          error(fmt::format("cannot move the corrupt file to {}", aside), errno));
+    }
+  }
+  if (!moved)
+    return std::unexpected(error("cannot find a name to move the corrupt file to", EEXIST));
+  // The lock file described the old data file; a new one starts with the new file.
+  ::unlink((path_ + "-lock").c_str());
+  notice_locked(fmt::format(
+      "LMDB cache {} is not a sound LMDB file ({}); moved it aside to {} and started an empty "
+      "cache",
+      path_, describe(rc), aside));
+  return {};
+}
+
+std::expected<void, Error> Database::recover(const std::shared_ptr<Environment>& failed, int rc) {
+  std::lock_guard lock(mutex_);
+  if (env_ != failed) return {};  // another thread already dealt with it
+  env_.reset();
+  if (rc == MDB_PANIC) {
+    notice_locked(fmt::format("LMDB cache {}: {}; reopening it", path_, describe(rc)));
+  } else if (auto moved = move_aside_locked(std::pair{failed->device(), failed->inode()}, rc);
+             !moved) {
+    return moved;
+  }
+  return open_locked();
+}
+
+std::expected<void, Error> Database::read(FunctionRef<int(const ReadTxn&)> fn) {
+  int resized = 0;
+  int readers_retries = 0;
+  int recoveries = 0;
+  for (;;) {
+    auto env = acquire(false);
+    if (!env) return std::unexpected(env.error());
+    int rc = MDB_SUCCESS;
+    {
+      auto txn = (*env)->begin_read();
+      rc = txn ? fn(*txn) : txn.error();
+    }  // the transaction has ended here
+    if (rc == MDB_SUCCESS) return {};
+    if (rc == MDB_MAP_RESIZED && resized++ < 8) {
+      if (auto adopted = (*env)->adopt_map_size(); !adopted) {
+        return std::unexpected(error("adopting the new map size", adopted.error()));
+      }
+      continue;
+    }
+    if (rc == MDB_READERS_FULL) {
+      if (readers_retries++ >= options_.readers_full_retries) {
+        return std::unexpected(error(
+            fmt::format("reader table still full after {} retries (stale readers cleared); raise "
+                        "max_readers or find what holds read transactions",
+                        options_.readers_full_retries),
+            rc));
+      }
+      // Slots of dead processes are freed at once; otherwise wait for a reader to finish.
+      if ((*env)->clear_stale_readers() == 0)
+        std::this_thread::sleep_for(options_.readers_full_pause);
+      continue;
+    }
+    if ((is_corruption(rc) || rc == MDB_PANIC) && recoveries++ == 0) {
+      if (auto recovered = recover(*env, rc); !recovered) return recovered;
+      continue;
+    }
+    return std::unexpected(error("read", rc));
+  }
+}
+
+std::expected<void, Error> Database::write(FunctionRef<int(WriteTxn&)> fn) {
+  int resized = 0;
+  int grown = 0;
+  int recoveries = 0;
+  for (;;) {
+    auto env = acquire(true);
+    if (!env) return std::unexpected(env.error());
+    const std::size_t size_before = (*env)->map_size();
+    int rc = MDB_SUCCESS;
+    {
+      auto txn = (*env)->begin_write();
+      if (!txn) {
+        rc = txn.error();
+      } else {
+        rc = fn(*txn);
+        if (rc == kRollback) return {};  // ~WriteTxn aborts
+        if (rc == MDB_SUCCESS) {
+          auto committed = txn->commit();
+          if (!committed) rc = committed.error();
+        }
+      }
+    }  // aborted here unless committed
+    if (rc == MDB_SUCCESS) return {};
+    if (rc == MDB_MAP_FULL && grown++ < 64) {
+      if (auto grew = (*env)->grow(size_before); !grew) {
+        if (grew.error() == MDB_MAP_FULL) {
+          return std::unexpected(Error{
+              ErrorCategory::store,
+              fmt::format("LMDB cache {} is full: the map reached its cap of {} MiB; raise the "
+                          "cap or purge entries",
+                          path_, (*env)->map_size() >> 20)});
+        }
+        return std::unexpected(error("growing the map", grew.error()));
+      }
+      continue;
+    }
+    if (rc == MDB_MAP_RESIZED && resized++ < 8) {
+      if (auto adopted = (*env)->adopt_map_size(); !adopted) {
+        return std::unexpected(error("adopting the new map size", adopted.error()));
+      }
+      continue;
+    }
+    if ((is_corruption(rc) || rc == MDB_PANIC) && recoveries++ == 0) {
+      if (auto recovered = recover(*env, rc); !recovered) return recovered;
+      continue;
+    }
+    return std::unexpected(error("write", rc));
+  }
+}
+
+std::expected<std::size_t, Error> Database::map_size() {
+  auto env = acquire(false);
+  if (!env) return std::unexpected(env.error());
+  return (*env)->map_size();
+}
+
+}  // namespace mtasts::store::lmdb

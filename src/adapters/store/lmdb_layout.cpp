@@ -1,1 +1,567 @@
-// placeholder
+#include "adapters/store/lmdb_layout.hpp"
+
+#include <charconv>
+#include <exception>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace mtasts::store::layout {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kFieldNames[] = {"mode", "mx", "expire", "id", "report"};
+
+std::string_view field_name(Field field) {
+  return field == Field::extras ? std::string_view("extras")
+                                : kFieldNames[static_cast<std::size_t>(field)];
+}
+
+// Our own mode words (the exact strings of the seed layout), independent of the core's parser.
+std::string_view mode_word(Mode mode) {
+  switch (mode) {
+    case Mode::enforce:
+      return "enforce";
+    case Mode::testing:
+      return "testing";
+    case Mode::none:
+      return "none";
+  }
+  return "none";
+}
+
+std::optional<Mode> parse_mode_word(std::string_view word) {
+  if (word == "enforce") return Mode::enforce;
+  if (word == "testing") return Mode::testing;
+  if (word == "none") return Mode::none;
+  return std::nullopt;  // case-sensitive: "ENFORCE" is garbage, not enforce
+}
+
+// A value cut to 60 octets for a log line, control and non-ASCII octets escaped.
+std::string quote(std::string_view value) {
+  constexpr std::size_t kShown = 60;
+  std::string out = "\"";
+  for (const char c : value.substr(0, kShown)) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x7f || c == '"' || c == '\\') {
+      out += fmt::format("\\x{:02x}", byte);
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  if (value.size() > kShown) out += fmt::format("... ({} octets)", value.size());
+  return out;
+}
+
+bool is_ldh_label(std::string_view label) {
+  if (label.empty() || label.size() > 63) return false;
+  if (label.front() == '-' || label.back() == '-') return false;
+  for (const char c : label) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return true;
+}
+
+// Lower-case LDH labels joined by dots, at least `min_labels` of them, at most 253 octets.
+bool is_hostname(std::string_view name, int min_labels) {
+  if (name.empty() || name.size() > 253) return false;
+  int labels = 0;
+  std::size_t start = 0;
+  for (;;) {
+    const auto dot = name.find('.', start);
+    const auto label = name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
+    if (!is_ldh_label(label)) return false;
+    ++labels;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return labels >= min_labels;
+}
+
+std::string to_lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// RFC 8461 §3.2 mx: ["*."] Domain, already lower-cased.
+bool is_mx_pattern(std::string_view pattern) {
+  if (pattern.starts_with("*.")) pattern.remove_prefix(2);
+  return is_hostname(pattern, 1);
+}
+
+// RFC 8461 §3.1 sts-id: 1*32(ALPHA / DIGIT).
+bool is_policy_id(std::string_view id) {
+  if (id.empty() || id.size() > 32) return false;
+  for (const char c : id) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool is_report(std::string_view report) {
+  if (report.empty() || report.size() > kMaxReport) return false;
+  for (const char c : report) {
+    if (c < 0x21 || c > 0x7e) return false;  // visible ASCII: URIs, %-escapes and commas
+  }
+  return true;
+}
+
+bool in_range(std::int64_t value, std::int64_t max) {
+  return value >= 0 && value <= max;
+}
+
+// Plain decimal digits (no sign, no space), within [0, max].
+std::optional<std::int64_t> parse_decimal(std::string_view text, std::int64_t max) {
+  if (text.empty() || text.size() > 19) return std::nullopt;
+  for (const char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || !in_range(value, max)) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// The four policy seed keys. Errors are the problem sentence.
+std::expected<CachedPolicy, std::string> decode_seed(const RawRecord& raw) {
+  const auto& mode_value = raw[Field::mode];
+  const auto& mx_value = raw[Field::mx];
+  const auto& expire_value = raw[Field::expire];
+  const auto& id_value = raw[Field::id];
+  if (!mode_value) return std::unexpected("the :mode key is missing");
+  const auto mode = parse_mode_word(*mode_value);
+  if (!mode)
+    return std::unexpected(fmt::format(":mode {} is not enforce|testing|none", quote(*mode_value)));
+  if (!expire_value) return std::unexpected("the :expire key is missing");
+  const auto expire = parse_decimal(*expire_value, kMaxTime);
+  if (!expire) {
+    return std::unexpected(
+        fmt::format(":expire {} is not a decimal Unix time", quote(*expire_value)));
+  }
+  if (!id_value) return std::unexpected("the :id key is missing");
+  if (!is_policy_id(*id_value)) {
+    return std::unexpected(fmt::format(":id {} is not 1-32 letters and digits", quote(*id_value)));
+  }
+  CachedPolicy cached;
+  cached.policy.mode = *mode;
+  cached.id = std::string(*id_value);
+  cached.expires_at = *expire;
+  if (mx_value && mx_value->size() > kMaxMxValue) {
+    return std::unexpected(fmt::format(":mx is {} octets long", mx_value->size()));
+  }
+  if (!mx_value || mx_value->empty()) {
+    // STS-14: only mode none may come without mx patterns.
+    if (*mode != Mode::none) {
+      return std::unexpected(
+          fmt::format(":mx is {} for mode {}", mx_value ? "empty" : "missing", mode_word(*mode)));
+    }
+    return cached;
+  }
+  std::size_t start = 0;
+  for (;;) {
+    const auto colon = mx_value->find(':', start);
+    const auto part = mx_value->substr(
+        start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
+    std::string pattern = to_lower(part);
+    if (!is_mx_pattern(pattern)) {
+      return std::unexpected(
+          fmt::format(":mx pattern {} is not [\"*.\"] followed by an LDH name", quote(part)));
+    }
+    cached.policy.mx.push_back(std::move(pattern));
+    if (colon == std::string_view::npos) break;
+    start = colon + 1;
+  }
+  return cached;
+}
+
+struct Extras {
+  std::int64_t checked_at = 0;
+  std::int64_t next_check = 0;
+  bool unavailable = false;
+  std::string failed_id;
+  int failures = 0;
+  std::int64_t retry_fetch_at = 0;
+  std::string last_error;
+  bool has_policy = false;  // the record was written with a policy
+  std::int64_t fetched_at = 0;
+  std::int64_t max_age = 0;
+  std::string text;
+};
+
+// Reads the extras object with nlohmann's SAX interface: no DOM is built (this runs on every
+// load, i.e. on the Exim hot path), and every value is checked as it arrives. The object must be
+// flat; a known key must have its type and range and appear once; unknown scalar keys are
+// ignored. Returning false stops the parse; `problem` then says why.
+class ExtrasReader {
+ public:
+  using number_integer_t = json::number_integer_t;
+  using number_unsigned_t = json::number_unsigned_t;
+  using number_float_t = json::number_float_t;
+  using string_t = json::string_t;
+  using binary_t = json::binary_t;
+
+  Extras extras;
+  std::string problem;
+
+  bool null() { return scalar("null"); }
+  bool boolean(bool value) {
+    if (key_ == Key::unavailable) {
+      extras.unavailable = value;
+      return true;
+    }
+    return scalar("a boolean");
+  }
+  bool number_integer(number_integer_t value) {
+    if (value < 0) return key_ == Key::unknown || fail("is negative");
+    return number_unsigned(static_cast<number_unsigned_t>(value));
+  }
+  bool number_unsigned(number_unsigned_t value) {
+    auto store = [&](std::int64_t& out, std::int64_t max) {
+      if (value > static_cast<number_unsigned_t>(max)) {
+        return fail(fmt::format("is not in [0, {}]", max));
+      }
+      out = static_cast<std::int64_t>(value);
+      return true;
+    };
+    switch (key_) {
+      case Key::v:
+        version_ = value;
+        return true;
+      case Key::checked_at:
+        return store(extras.checked_at, kMaxTime);
+      case Key::next_check:
+        return store(extras.next_check, kMaxTime);
+      case Key::retry_fetch_at:
+        return store(extras.retry_fetch_at, kMaxTime);
+      case Key::fetched_at:
+        return store(extras.fetched_at, kMaxTime);
+      case Key::max_age:
+        return store(extras.max_age, kMaxAgeCap);
+      case Key::failures: {
+        std::int64_t failures = 0;
+        if (!store(failures, kMaxFailures)) return false;
+        extras.failures = static_cast<int>(failures);
+        return true;
+      }
+      case Key::unknown:
+        return true;
+      default:
+        return fail("has the wrong type (a number)");
+    }
+  }
+  bool number_float(number_float_t, const string_t&) { return scalar("a fraction"); }
+  bool string(string_t& value) {
+    // Strings that went through JSON's invalid-UTF-8 replacement may have grown up to 3x.
+    auto store = [&](std::string& out, std::size_t max) {
+      if (value.size() > max) return fail("is too long");
+      out = std::move(value);
+      return true;
+    };
+    switch (key_) {
+      case Key::failed_id:
+        if (!value.empty() && !is_policy_id(value)) return fail("is not 1-32 letters and digits");
+        return store(extras.failed_id, 32);
+      case Key::last_error:
+        return store(extras.last_error, 3 * kMaxLastError);
+      case Key::text:
+        return store(extras.text, 3 * kMaxPolicyText);
+      case Key::unknown:
+        return true;
+      default:
+        return fail("is a string");
+    }
+  }
+  bool binary(binary_t&) { return fail("is binary"); }
+  bool start_object(std::size_t) {
+    if (depth_++ == 0) return true;
+    return fail("is an object (records are flat)");
+  }
+  bool end_object() {
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    if (depth_ == 0) return fail("the record is an array, not an object");
+    return fail("is an array (records are flat)");
+  }
+  bool end_array() { return true; }
+  bool key(string_t& name) {
+    name_ = std::move(name);
+    key_ = Key::unknown;
+    for (std::size_t i = 0; i < std::size(kKeyNames); ++i) {
+      if (name_ == kKeyNames[i]) key_ = static_cast<Key>(i);
+    }
+    if (key_ == Key::unknown) return true;
+    const unsigned bit = 1U << static_cast<unsigned>(key_);
+    if ((seen_ & bit) != 0) return fail("appears twice");
+    seen_ |= bit;
+    if (key_ == Key::fetched_at || key_ == Key::max_age || key_ == Key::text) {
+      extras.has_policy = true;
+    }
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) {
+    problem = fmt::format("is not JSON (error at octet {})", position);
+    return false;
+  }
+
+  [[nodiscard]] bool version_ok() const {
+    return (seen_ & (1U << static_cast<unsigned>(Key::v))) != 0 && version_ == kExtrasVersion;
+  }
+
+ private:
+  enum class Key : unsigned {
+    v,
+    checked_at,
+    next_check,
+    unavailable,
+    failed_id,
+    failures,
+    retry_fetch_at,
+    last_error,
+    fetched_at,
+    max_age,
+    text,
+    unknown
+  };
+  static constexpr std::string_view kKeyNames[] = {
+      "v",        "checked_at",     "next_check", "unavailable", "failed_id",
+      "failures", "retry_fetch_at", "last_error", "fetched_at",  "max_age",
+      "text"};
+
+  bool scalar(std::string_view what) {
+    if (key_ == Key::unknown) return true;
+    return fail(fmt::format("is {}", what));
+  }
+  bool fail(std::string_view what) {
+    if (depth_ == 0 || name_.empty()) {
+      problem = std::string(what);
+    } else {
+      problem = fmt::format("\"{}\" {}", name_.substr(0, 40), what);
+    }
+    return false;
+  }
+
+  int depth_ = 0;
+  Key key_ = Key::unknown;
+  std::string name_;
+  unsigned seen_ = 0;
+  number_unsigned_t version_ = 0;
+};
+
+std::expected<Extras, std::string> decode_extras(std::string_view text) {
+  if (text.size() > kMaxExtras) return std::unexpected(fmt::format("{} octets long", text.size()));
+  if (text.empty() || text.front() != '{') {
+    return std::unexpected(fmt::format("{} is not a JSON object", quote(text)));
+  }
+  ExtrasReader reader;
+  bool parsed = false;
+  try {
+    parsed = json::sax_parse(text, &reader);
+  } catch (const std::exception& e) {  // bad_alloc; the SAX path reports errors by value
+    return std::unexpected(fmt::format("not readable: {}", e.what()));
+  }
+  if (!parsed) {
+    return std::unexpected(reader.problem.empty() ? std::string("is not a JSON object")
+                                                  : std::move(reader.problem));
+  }
+  if (!reader.version_ok()) {
+    return std::unexpected(fmt::format("schema version \"v\" is not {}", kExtrasVersion));
+  }
+  return std::move(reader.extras);
+}
+
+Error refuse(std::string reason) {
+  return Error{ErrorCategory::store, fmt::format("refusing to store the entry: {}", reason)};
+}
+
+}  // namespace
+
+bool is_storable_domain(std::string_view domain) {
+  return is_hostname(domain, 2);
+}
+
+std::string key(std::string_view domain, Field field) {
+  if (field == Field::extras) return fmt::format("{}{}", kExtrasPrefix, domain);
+  return fmt::format("{}:{}", domain, field_name(field));
+}
+
+std::optional<KeyRef> parse_key(std::string_view key) {
+  if (key.starts_with(kExtrasPrefix)) {
+    const auto domain = key.substr(kExtrasPrefix.size());
+    if (!is_storable_domain(domain)) return std::nullopt;  // the schema key, foreign keys
+    return KeyRef{domain, Field::extras};
+  }
+  const auto colon = key.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const auto domain = key.substr(0, colon);
+  const auto name = key.substr(colon + 1);
+  if (!is_storable_domain(domain)) return std::nullopt;
+  for (std::size_t i = 0; i < std::size(kFieldNames); ++i) {
+    if (name == kFieldNames[i]) return KeyRef{domain, static_cast<Field>(i)};
+  }
+  return std::nullopt;
+}
+
+bool RawRecord::empty() const {
+  for (const auto& value : values) {
+    if (value) return false;
+  }
+  return true;
+}
+
+Decoded decode(const RawRecord& raw) {
+  Decoded out;
+  if (raw.empty()) return out;
+  CacheEntry entry;
+  bool recheck = false;  // something was off: have the service consult DNS at once
+
+  std::optional<Extras> extras;
+  if (const auto& text = raw[Field::extras]) {
+    if (auto decoded = decode_extras(*text)) {
+      extras = std::move(*decoded);
+    } else {
+      out.problems.push_back(fmt::format("extras record ignored: {}", decoded.error()));
+      recheck = true;
+    }
+  }
+
+  const bool has_seed = raw[Field::mode] || raw[Field::mx] || raw[Field::expire] || raw[Field::id];
+  if (has_seed) {
+    if (auto seed = decode_seed(raw)) {
+      entry.policy = std::move(*seed);
+    } else {
+      out.problems.push_back(fmt::format("policy ignored: {}", seed.error()));
+      recheck = true;
+    }
+  } else if (extras && extras->has_policy) {
+    out.problems.push_back("policy ignored: the extras record has one but the seed keys are gone");
+    recheck = true;
+  }
+
+  if (const auto& report = raw[Field::report]) {
+    if (is_report(*report)) {
+      entry.report = std::string(*report);
+    } else {
+      out.problems.push_back(fmt::format(":report {} ignored: not a list of URIs", quote(*report)));
+    }
+  }
+
+  if (extras) {
+    if (entry.policy && extras->has_policy) {
+      entry.policy->fetched_at = extras->fetched_at;
+      entry.policy->policy.max_age = extras->max_age;
+      entry.policy->text = std::move(extras->text);
+    }
+    entry.checked_at = extras->checked_at;
+    entry.next_check = extras->next_check;
+    entry.unavailable = extras->unavailable;
+    entry.failed_id = std::move(extras->failed_id);
+    entry.failures = extras->failures;
+    entry.retry_fetch_at = extras->retry_fetch_at;
+    entry.last_error = std::move(extras->last_error);
+  }
+  // Without extras (a file written by the Perl tool) every other field stays 0/empty:
+  // fetched_at unknown, next_check 0 so the service re-checks DNS before trusting it.
+  if (recheck) entry.next_check = 0;
+  out.entry = std::move(entry);
+  return out;
+}
+
+std::expected<Encoded, Error> encode(const CacheEntry& entry) {
+  Encoded out;
+  auto set = [&out](Field field, std::string value) {
+    out.values[static_cast<std::size_t>(field)] = std::move(value);
+  };
+  for (const auto time : {entry.checked_at, entry.next_check, entry.retry_fetch_at}) {
+    if (!in_range(time, kMaxTime))
+      return std::unexpected(refuse(fmt::format("time {} is out of range", time)));
+  }
+  if (entry.failures < 0 || entry.failures > kMaxFailures) {
+    return std::unexpected(refuse(fmt::format("failures {} is out of range", entry.failures)));
+  }
+  if (!entry.failed_id.empty() && !is_policy_id(entry.failed_id)) {
+    return std::unexpected(
+        refuse(fmt::format("failed_id {} is not 1-32 letters and digits", quote(entry.failed_id))));
+  }
+  if (!entry.report.empty()) {
+    if (!is_report(entry.report)) {
+      return std::unexpected(
+          refuse(fmt::format("report {} is not a list of URIs", quote(entry.report))));
+    }
+    set(Field::report, entry.report);
+  }
+
+  try {
+    json extras = json::object();
+    extras["v"] = kExtrasVersion;
+    extras["checked_at"] = entry.checked_at;
+    extras["next_check"] = entry.next_check;
+    extras["unavailable"] = entry.unavailable;
+    extras["failed_id"] = entry.failed_id;
+    extras["failures"] = entry.failures;
+    extras["retry_fetch_at"] = entry.retry_fetch_at;
+    extras["last_error"] = std::string_view(entry.last_error).substr(0, kMaxLastError);
+
+    if (entry.policy) {
+      const CachedPolicy& cached = *entry.policy;
+      const Policy& policy = cached.policy;
+      if (!is_policy_id(cached.id)) {
+        return std::unexpected(
+            refuse(fmt::format("policy id {} is not 1-32 letters and digits", quote(cached.id))));
+      }
+      if (!in_range(cached.expires_at, kMaxTime) || !in_range(cached.fetched_at, kMaxTime)) {
+        return std::unexpected(refuse("policy times out of range"));
+      }
+      if (!in_range(policy.max_age, kMaxAgeCap)) {
+        return std::unexpected(refuse(fmt::format("max_age {} is out of range", policy.max_age)));
+      }
+      if (cached.text.size() > kMaxPolicyText) {
+        return std::unexpected(
+            refuse(fmt::format("policy text is {} octets long", cached.text.size())));
+      }
+      if (policy.mode != Mode::none && policy.mx.empty()) {
+        return std::unexpected(
+            refuse(fmt::format("mode {} without mx patterns", mode_word(policy.mode))));
+      }
+      std::string mx;
+      for (const auto& pattern : policy.mx) {
+        std::string lower = to_lower(pattern);
+        if (!is_mx_pattern(lower)) {
+          return std::unexpected(refuse(fmt::format(
+              "mx pattern {} is not [\"*.\"] followed by an LDH name", quote(pattern))));
+        }
+        if (!mx.empty()) mx += ':';
+        mx += lower;
+      }
+      if (mx.size() > kMaxMxValue) return std::unexpected(refuse("the mx list is too long"));
+      set(Field::mode, std::string(mode_word(policy.mode)));
+      set(Field::mx, std::move(mx));
+      set(Field::expire, fmt::format("{}", cached.expires_at));
+      set(Field::id, cached.id);
+      extras["fetched_at"] = cached.fetched_at;
+      extras["max_age"] = policy.max_age;
+      extras["text"] = cached.text;
+    }
+    set(Field::extras, extras.dump(-1, ' ', false, json::error_handler_t::replace));
+  } catch (const std::exception& e) {  // only std::bad_alloc is expected here
+    return std::unexpected(
+        Error{ErrorCategory::store, fmt::format("encoding the entry: {}", e.what())});
+  }
+  return out;
+}
+
+}  // namespace mtasts::store::layout

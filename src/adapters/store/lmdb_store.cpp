@@ -1,1 +1,138 @@
-// placeholder
+#include "adapters/store/lmdb_store.hpp"
+
+#include <array>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "adapters/store/lmdb_layout.hpp"
+
+namespace mtasts::store {
+
+namespace {
+
+using layout::Field;
+using layout::kFields;
+
+std::expected<void, Error> check_domain(std::string_view domain) {
+  if (layout::is_storable_domain(domain)) return {};
+  return std::unexpected(
+      Error{ErrorCategory::store,
+            fmt::format("not a normalized domain name, cannot be a cache key: \"{}\"",
+                        domain.substr(0, 100))});
+}
+
+std::array<std::string, kFields.size()> keys_of(std::string_view domain) {
+  std::array<std::string, kFields.size()> keys;
+  for (std::size_t i = 0; i < kFields.size(); ++i) keys[i] = layout::key(domain, kFields[i]);
+  return keys;
+}
+
+// Written into every newly created file, and by save() into files the Perl tool created.
+int put_schema(lmdb::WriteTxn& txn) {
+  auto put = txn.put(layout::kSchemaKey, layout::kSchemaVersion);
+  return put ? MDB_SUCCESS : put.error();
+}
+
+}  // namespace
+
+LmdbStore::LmdbStore(std::string path, Options options)
+    : db_(std::move(path), std::move(options), &put_schema) {}
+
+std::expected<std::unique_ptr<LmdbStore>, Error> LmdbStore::open(std::string path,
+                                                                 Options options) {
+  auto store = std::make_unique<LmdbStore>(std::move(path), std::move(options));
+  if (auto opened = store->db_.open(); !opened) return std::unexpected(opened.error());
+  return store;
+}
+
+std::expected<std::optional<CacheEntry>, Error> LmdbStore::load(std::string_view domain) {
+  if (auto valid = check_domain(domain); !valid) return std::unexpected(valid.error());
+  const auto keys = keys_of(domain);
+  layout::Decoded decoded;
+  auto read = db_.read([&](const lmdb::ReadTxn& txn) -> int {
+    layout::RawRecord raw;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      auto value = txn.get(keys[i]);
+      if (!value) return value.error();
+      raw.values[i] = *value;
+    }
+    decoded = layout::decode(raw);  // inside the transaction: the views point into the map
+    return MDB_SUCCESS;
+  });
+  if (!read) return std::unexpected(read.error());
+  for (const auto& problem : decoded.problems) {
+    db_.notice(fmt::format("LMDB cache {}: entry for {}: {}", db_.path(), domain, problem));
+  }
+  return std::move(decoded.entry);
+}
+
+std::expected<void, Error> LmdbStore::save(std::string_view domain, const CacheEntry& entry) {
+  if (auto valid = check_domain(domain); !valid) return std::unexpected(valid.error());
+  auto encoded = layout::encode(entry);
+  if (!encoded) return std::unexpected(encoded.error());
+  const auto keys = keys_of(domain);
+  // Every key of the domain in one transaction: readers see the old entry or the new one.
+  return db_.write([&](lmdb::WriteTxn& txn) -> int {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (const auto& value = encoded->values[i]) {
+        if (auto put = txn.put(keys[i], *value); !put) return put.error();
+      } else if (auto del = txn.del(keys[i]); !del) {
+        return del.error();
+      }
+    }
+    auto schema = txn.get(layout::kSchemaKey);
+    if (!schema) return schema.error();
+    if (!*schema) return put_schema(txn);
+    return MDB_SUCCESS;
+  });
+}
+
+std::expected<bool, Error> LmdbStore::erase(std::string_view domain) {
+  if (auto valid = check_domain(domain); !valid) return std::unexpected(valid.error());
+  const auto keys = keys_of(domain);
+  bool removed = false;
+  auto written = db_.write([&](lmdb::WriteTxn& txn) -> int {
+    removed = false;
+    for (const auto& key : keys) {
+      auto del = txn.del(key);
+      if (!del) return del.error();
+      removed = removed || *del;
+    }
+    return removed ? MDB_SUCCESS : lmdb::kRollback;  // nothing to commit (and no fsync)
+  });
+  if (!written) return std::unexpected(written.error());
+  return removed;
+}
+
+std::expected<std::vector<std::pair<std::string, CacheEntry>>, Error> LmdbStore::list() {
+  std::vector<std::pair<std::string, CacheEntry>> entries;
+  std::vector<std::string> problems;
+  auto read = db_.read([&](const lmdb::ReadTxn& txn) -> int {
+    entries.clear();
+    problems.clear();
+    // One walk over the database; the views stay valid until the transaction ends.
+    std::map<std::string_view, layout::RawRecord> records;  // ordered by domain
+    auto walked = txn.for_each([&](std::string_view key, std::string_view value) {
+      if (const auto ref = layout::parse_key(key)) records[ref->domain][ref->field] = value;
+      return true;
+    });
+    if (!walked) return walked.error();
+    entries.reserve(records.size());
+    for (const auto& [domain, raw] : records) {
+      auto decoded = layout::decode(raw);
+      for (auto& problem : decoded.problems) {
+        problems.push_back(fmt::format("entry for {}: {}", domain, problem));
+      }
+      if (decoded.entry) entries.emplace_back(std::string(domain), std::move(*decoded.entry));
+    }
+    return MDB_SUCCESS;
+  });
+  if (!read) return std::unexpected(read.error());
+  for (const auto& problem : problems) {
+    db_.notice(fmt::format("LMDB cache {}: {}", db_.path(), problem));
+  }
+  return entries;
+}
+
+}  // namespace mtasts::store

@@ -1,0 +1,53 @@
+// PolicyStore over one LMDB file in the layout of lmdb_layout.hpp (design §2.2).
+//
+// One short transaction per call; no transaction is held across a call (so never across a
+// co_await). Opening is lazy: the constructor only remembers the path, the first call opens the
+// file (in the process that makes it, e.g. an Exim delivery process after fork), and a process
+// forked after that reopens it by itself. Conditions worth a log line (a corrupt file moved
+// aside, a malformed record ignored) are kept as notices for the caller to log.
+#pragma once
+
+#include <cstddef>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "adapters/store/lmdb_env.hpp"
+#include "adapters/store/policy_store.hpp"
+
+namespace mtasts::store {
+
+class LmdbStore final : public PolicyStore {
+ public:
+  using Options = LmdbOptions;
+
+  // Lazy: nothing is opened until the first call.
+  explicit LmdbStore(std::string path, Options options = {});
+  // Opens (creating the file, not its directory) now, so configuration errors surface early.
+  [[nodiscard]] static std::expected<std::unique_ptr<LmdbStore>, Error> open(std::string path,
+                                                                             Options options = {});
+
+  [[nodiscard]] std::expected<std::optional<CacheEntry>, Error> load(
+      std::string_view domain) override;
+  [[nodiscard]] std::expected<void, Error> save(std::string_view domain,
+                                                const CacheEntry& entry) override;
+  [[nodiscard]] std::expected<bool, Error> erase(std::string_view domain) override;
+  [[nodiscard]] std::expected<std::vector<std::pair<std::string, CacheEntry>>, Error> list()
+      override;
+
+  // Sentences for the admin's log, oldest first; take_notices() also clears them.
+  [[nodiscard]] std::vector<std::string> notices() const { return db_.notices(); }
+  [[nodiscard]] std::vector<std::string> take_notices() { return db_.take_notices(); }
+  // The current map size in octets (it grows on demand up to Options::max_map_size).
+  [[nodiscard]] std::expected<std::size_t, Error> map_size() { return db_.map_size(); }
+  [[nodiscard]] const std::string& path() const { return db_.path(); }
+
+ private:
+  lmdb::Database db_;
+};
+
+}  // namespace mtasts::store
