@@ -46,9 +46,9 @@ struct Answer {
   Status status = Status::error;
   Security security = Security::indeterminate;
   std::vector<Record> records;
-  std::uint32_t ttl = 0;        // smallest TTL of the answer (0 when none)
-  std::string canonical_name;   // after CNAMEs were followed, no trailing dot
-  std::string detail;           // for errors: what went wrong, for the admin
+  std::uint32_t ttl = 0;       // smallest TTL of the answer (0 when none)
+  std::string canonical_name;  // after CNAMEs were followed, no trailing dot
+  std::string detail;          // for errors: what went wrong, for the admin
 };
 
 class Resolver {

@@ -1,0 +1,84 @@
+// Resolver on libunbound: asynchronous, DNSSEC-aware, driven by the caller's asio executor.
+//
+// Lifetime and threads: the libunbound context is created lazily by the first query (so a forked
+// Exim delivery process pays nothing until it has a cache miss) and uses one background thread
+// of libunbound's own. Results are read from ub_fd() through an asio::posix::stream_descriptor
+// and dispatched by ub_process() on `executor`, which must be single-threaded (an io_context run
+// by one thread, or a strand). Queries may outlive the UnboundResolver object: each one holds the
+// shared state it needs.
+//
+// Limits: every query races a deadline (UnboundOptions::timeout); on expiry it is cancelled with
+// ub_cancel and answers Status::timeout. RDATA is untrusted: every length byte is bounds-checked
+// and a malformed record makes the whole answer Status::error with a detail, never a crash.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "adapters/dns/resolver.hpp"
+
+namespace mtasts::dns {
+
+struct UnboundOptions {
+  // Forwarders to ask, in order: "ADDR", "ADDR:PORT", "[V6ADDR]", "[V6ADDR]:PORT" or a bare IPv6
+  // address (port 53 when none is given). Empty: the nameservers listed in `resolv_conf`.
+  std::vector<std::string> servers;
+  // Read when `servers` is empty (ub_ctx_resolvconf).
+  std::string resolv_conf = "/etc/resolv.conf";
+  // DNSSEC trust anchor file, e.g. /usr/share/dns/root.key. Without one nothing is validated and
+  // every answer is Security::insecure (never secure).
+  std::optional<std::string> trust_anchor_file;
+  // true: the file is an RFC 5011 managed anchor that libunbound updates (ub_ctx_add_ta_autr; it
+  // must be writable); false: a static anchor file (ub_ctx_add_ta_file).
+  bool trust_anchor_auto_update = false;
+  // Deadline of one query (for addresses(): of the A and AAAA queries, which run concurrently).
+  std::chrono::milliseconds timeout{5000};
+};
+
+class UnboundResolver final : public Resolver {
+ public:
+  explicit UnboundResolver(asio::any_io_executor executor, UnboundOptions options = {});
+  ~UnboundResolver() override;
+  UnboundResolver(const UnboundResolver&) = delete;
+  UnboundResolver& operator=(const UnboundResolver&) = delete;
+
+  asio::awaitable<Answer<std::string>> txt(std::string name) override;
+  asio::awaitable<Answer<MxRecord>> mx(std::string name) override;
+  asio::awaitable<Answer<std::string>> addresses(std::string name) override;
+  asio::awaitable<Answer<TlsaRecord>> tlsa(std::string name) override;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// Pure helpers behind the resolver, exposed for unit tests and fuzzing. Each takes untrusted
+// bytes and returns the value or a one-line reason.
+namespace wire {
+
+// "ADDR[:PORT]", "[V6]:PORT", "[V6]" or bare IPv6 -> libunbound's "ADDR@PORT".
+[[nodiscard]] std::expected<std::string, std::string> forwarder_spec(std::string_view server);
+
+// An uncompressed wire-format domain name filling `rdata` exactly (trailing bytes are an error),
+// as lower-case text without the root dot ("" for the root). Bytes outside LDH-ish printable
+// ASCII, '.' and '\' inside labels are escaped as \DDD so they can never match a pattern.
+[[nodiscard]] std::expected<std::string, std::string> name(std::span<const std::uint8_t> rdata);
+
+// TXT: the character-strings concatenated with nothing between them (STS-08).
+[[nodiscard]] std::expected<std::string, std::string> txt(std::span<const std::uint8_t> rdata);
+[[nodiscard]] std::expected<MxRecord, std::string> mx(std::span<const std::uint8_t> rdata);
+[[nodiscard]] std::expected<std::string, std::string> a(std::span<const std::uint8_t> rdata);
+[[nodiscard]] std::expected<std::string, std::string> aaaa(std::span<const std::uint8_t> rdata);
+[[nodiscard]] std::expected<TlsaRecord, std::string> tlsa(std::span<const std::uint8_t> rdata);
+
+}  // namespace wire
+
+}  // namespace mtasts::dns
