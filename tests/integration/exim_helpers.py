@@ -1,0 +1,338 @@
+"""Helpers and fixtures for the Exim integration tests (test_exim_*.py) and bench/exim_bench.py.
+
+Findings about Exim 4.96 (Debian exim4-daemon-heavy) that these helpers rely on:
+
+- ``exim4 -C FILE`` as root: root may always name another configuration and keeps its
+  privilege (spec, -C). Debian builds with TRUSTED_CONFIG_LIST=/etc/exim4/trusted_configs,
+  which only matters for callers other than root (the Exim user), and without
+  ALT_CONFIG_PREFIX, so any path works. Because root privilege is kept, Exim checks the file:
+  owned by root (Debian: "Configure owner: 0:0") and not group- or world-writable, else
+  "Exim configuration file ... has the wrong owner, group, or mode". Files written here are
+  0644 root, so the tests must run as root (they skip otherwise).
+- Environment: Exim empties its environment at start-up except for the variables matched by
+  the main option ``keep_environment`` (a list of names or patterns, not expanded, macro names
+  substituted first). ``keep_environment = MTASTS_CONFIG`` passes the test's config path to the
+  module; ``add_environment = MTASTS_CONFIG=/path`` sets it from the config instead.
+  LD_PRELOAD and ASAN_OPTIONS are read by the loader and ASan before Exim clears anything, so
+  they work without being kept. LD_PRELOAD into the setuid exim4 works only because the caller
+  is root (no secure-execution mode when real and effective uid are equal).
+- ``-be`` prints the expansion, or ``Failed: <message>`` when it fails (exit status still 0). A
+  dlfunc returning FAIL gives "Failed: <its yield>" with nothing in the panic log; DEFER and
+  ERROR also log to the panic log.
+- ``-bt`` routes as root in the calling process, using the resolver of the calling network
+  namespace (``ip netns exec`` bind-mounts /etc/netns/<name>/resolv.conf on /etc/resolv.conf).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import pytest
+
+EXIM = shutil.which("exim4", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/exim4"
+PYTHON = "/usr/bin/python3"
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and the build
+
+
+def source_dir() -> Path:
+    env = os.environ.get("MTASTS_SOURCE_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2]
+
+
+def build_dir() -> Path:
+    env = os.environ.get("MTASTS_BUILD_DIR")
+    return Path(env) if env else source_dir() / "build"
+
+
+def sanitized() -> bool:
+    return os.environ.get("MTASTS_SANITIZE", "0").strip().lower() in ("1", "on", "true", "yes")
+
+
+def module_path(build: Path | None = None) -> Path:
+    return (build or build_dir()) / "src" / "exim" / "mtasts_exim.so"
+
+
+def cli_path(build: Path | None = None) -> Path:
+    return (build or build_dir()) / "src" / "cli" / "mtasts"
+
+
+def asan_runtime() -> str | None:
+    """The ASan runtime to LD_PRELOAD into exim4 when the module is instrumented."""
+    for compiler in ("g++", "gcc"):
+        try:
+            out = subprocess.run([compiler, "-print-file-name=libasan.so"], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        if out and os.path.isabs(out) and os.path.exists(out):
+            return os.path.realpath(out)
+    return None
+
+
+def exim_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for running exim4 (or anything else that loads the module)."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+    if sanitized():
+        runtime = asan_runtime()
+        if runtime is None:
+            pytest.skip("MTASTS_SANITIZE=1 but the ASan runtime (g++ -print-file-name=libasan.so) "
+                        "was not found, so exim4 cannot load the instrumented module")
+        env["LD_PRELOAD"] = runtime
+        # Exim and Perl are not instrumented: their allocations look like leaks to LSan.
+        env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:halt_on_error=1"
+        env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def require_root_and_exim() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("exim4 -C with the module needs root (Exim keeps root for -C only for root)")
+    if not os.path.exists(EXIM):
+        pytest.skip("exim4 is not installed")
+    bv = subprocess.run([EXIM, "-C", "/dev/null", "-bV"], capture_output=True, text=True)
+    if "Expand_dlfunc" not in bv.stdout:
+        pytest.skip("this exim4 has no ${dlfunc} (needs exim4-daemon-heavy)")
+
+
+def require_built(*paths: Path) -> None:
+    for p in paths:
+        if not p.exists():
+            pytest.fail(f"{p} is not built (ninja -C {build_dir()} mtasts_exim mtasts)")
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration files
+
+
+def toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string for these paths
+
+
+def write_mtasts_config(path: Path, *, cache: Path, world: Mapping, strict: bool = False,
+                        extra: str = "") -> Path:
+    """An mtasts TOML config (src/service/config.hpp) pointing at a running test world."""
+    lines = [
+        f"cache = {toml_string(str(cache))}",
+        f"resolver = [{toml_string(world['dns'])}]",
+        f"ca_file = {toml_string(world['ca_file'])}",
+        f"https_port = {int(world['https_port'])}",
+        f"strict = {'true' if strict else 'false'}",
+        "dns_timeout_ms = 2000",
+        "fetch_timeout_ms = 3000",
+        "lookup_timeout_ms = 6000",
+        'log_level = "debug"',
+        'log_target = "stderr"',
+    ]
+    if extra:
+        lines.append(extra)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o644)
+    return path
+
+
+def write_exim_config(path: Path, workdir: Path, *, main: str = "", routers: str = "",
+                      transports: str = "", retry: str = "", keep_env: bool = True) -> Path:
+    """A self-contained Exim config for -be / -bt. `main` goes into the main section."""
+    (workdir / "spool").mkdir(parents=True, exist_ok=True)
+    (workdir / "log").mkdir(parents=True, exist_ok=True)
+    text = [
+        "# written by tests/integration/exim_helpers.py",
+        "primary_hostname = mtasts-test.invalid",
+        "domainlist local_domains = @ : localhost",
+        f"spool_directory = {workdir / 'spool'}",
+        f"log_file_path = {workdir / 'log'}/%slog",
+        "log_selector = +all",
+        # -bt in a namespace: 127.0.0.1 must not count as this host, or an MX on it makes the
+        # router complain that the lowest MX points to the local host (router option `self`).
+        "local_interfaces = <; 127.0.0.254",
+    ]
+    if keep_env:
+        text.append("keep_environment = MTASTS_CONFIG")
+    text.append(main)
+    text += ["", "begin routers", routers, "", "begin transports", transports, "",
+             "begin retry", retry or "*  *  F,2h,15m; G,16h,1h,1.5; F,4d,6h", ""]
+    path.write_text("\n".join(text))
+    path.chmod(0o644)
+    return path
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+    err: str
+
+    def check_clean(self) -> None:
+        """No sanitizer report, no crash."""
+        assert "Sanitizer" not in self.err, self.err
+        assert self.rc >= 0, f"killed by signal {-self.rc}: {self.err}"
+
+
+def exim(config: Path, *args: str, env: Mapping[str, str] | None = None,
+         netns: str | None = None, timeout: float = 60, stdin: str | None = None) -> Run:
+    cmd = [EXIM, "-C", str(config), *args]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=exim_env(env), timeout=timeout,
+                       input=stdin)
+    return Run(p.returncode, p.stdout, p.stderr)
+
+
+# Exim 4.96 refuses command-line arguments after the options that are longer than 256 bytes
+# ("length limit exceeded (374 > 256) for: recipient"), -be expressions included; longer
+# expressions go through standard input, where each line is one expansion, printed after "> ".
+MAX_ARGUMENT = 256
+
+
+def exim_be(config: Path, expression: str, env: Mapping[str, str] | None = None,
+            netns: str | None = None) -> Run:
+    """`exim4 -C config -be expression`; out is the expansion without its newline."""
+    if len(expression.encode()) <= MAX_ARGUMENT and "\n" not in expression:
+        r = exim(config, "-be", expression, env=env, netns=netns)
+        r.out = r.out.rstrip("\n")
+        return r
+    r = exim(config, "-be", env=env, netns=netns, stdin=expression + "\n")
+    out = r.out
+    if out.endswith("> \n"):  # the prompt printed at end of input
+        out = out[:-3]
+    r.out = out.removeprefix("> ").rstrip("\n")
+    return r
+
+
+def dlfunc(module: Path, function: str, *args: str) -> str:
+    """The ${dlfunc} expansion text; arguments are given as Exim expansion text."""
+    return "${dlfunc{%s}{%s}%s}" % (module, function, "".join("{%s}" % a for a in args))
+
+
+def exim_escape(text: str) -> str:
+    """Literal text inside an Exim expansion (-be): backslash-escape $, {, } and backslash."""
+    out = []
+    for c in text:
+        if c in "\\${}":
+            out.append("\\")
+        out.append(c)
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# The test world (tests/world/world.py), started through its documented command line so it can
+# run inside a network namespace too.
+
+
+def manifest_path() -> Path:
+    return source_dir() / "tests" / "world" / "manifest.json"
+
+
+def load_manifest(path: Path | None = None) -> dict:
+    p = path or manifest_path()
+    if not p.exists():
+        pytest.skip(f"{p} does not exist yet (the test world is not in the tree)")
+    return json.loads(p.read_text())
+
+
+@contextlib.contextmanager
+def world(state_dir: Path, *, manifest: Path | None = None, netns: str | None = None,
+          dns_port: int = 0, https_port: int = 0, listen: str = "127.0.0.1",
+          lifetime: int = 900) -> Iterator[dict]:
+    """Starts tests/world/world.py and yields its world.json; stops it on exit."""
+    script = source_dir() / "tests" / "world" / "world.py"
+    if not script.exists():
+        pytest.skip(f"{script} does not exist yet")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    info_file = state_dir / "world.json"
+    cmd = [PYTHON, str(script), "--state-dir", str(state_dir), "--listen", listen,
+           "--dns-port", str(dns_port), "--https-port", str(https_port),
+           "--lifetime", str(lifetime)]
+    if manifest is not None:
+        cmd += ["--manifest", str(manifest)]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    log = open(state_dir / "world.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not info_file.exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"world exited with {proc.returncode}: "
+                                   f"{(state_dir / 'world.log').read_text(errors='replace')}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("world did not write world.json within 30 s")
+            time.sleep(0.05)
+        yield json.loads(info_file.read_text())
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Network namespaces
+
+
+@contextlib.contextmanager
+def network_namespace(prefix: str = "mtasts-exim") -> Iterator[str]:
+    """A fresh network namespace with lo up and /etc/netns/<name>/resolv.conf naming
+    127.0.0.1; removed (with its resolv.conf) however the test ends."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("network namespaces need root and iproute2")
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    etc = Path("/etc/netns") / name
+    created = False
+    try:
+        r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot create a network namespace: {r.stderr.strip()}")
+        created = True
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                       check=True)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:2 attempts:2\n")
+        yield name
+    finally:
+        if created:
+            # Anything still running inside (a world that did not stop) would keep it alive.
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        shutil.rmtree(etc, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures (imported by conftest.py)
+
+
+@pytest.fixture
+def exim_workdir() -> Iterator[Path]:
+    """A root-owned scratch directory that survives nothing."""
+    d = Path(tempfile.mkdtemp(prefix="mtasts-exim-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
