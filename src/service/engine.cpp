@@ -56,6 +56,8 @@ std::expected<std::unique_ptr<Engine>, Error> Engine::open(Config config,
                                                            std::shared_ptr<spdlog::logger> logger) {
   store::LmdbStore::Options options;
   options.max_map_size = config.max_map_bytes;
+  // Most calls are cache hits that only read; the first write reopens the file read-write.
+  options.read_only_until_write = true;
   auto store = store::LmdbStore::open(config.cache_path, options);
   if (!store) return std::unexpected(store.error());
   for (const std::string& notice : (*store)->take_notices()) logger->warn("{}", notice);

@@ -235,9 +235,12 @@ std::expected<void, int> WriteTxn::commit() {
 // ---------------------------------------------------------------------------------------------
 // Environment
 
-Environment::Environment(MDB_env* env, dev_t device, ino_t inode, bool fresh,
+Environment::Environment(MDB_env* env, dev_t device, ino_t inode, bool fresh, bool read_only,
                          const LmdbOptions& options)
     : env_(env),
+      read_only_(read_only),
+      max_readers_(options.max_readers),
+      file_mode_(options.file_mode),
       pid_(::getpid()),
       generation_(fork_generation()),
       device_(device),
@@ -249,37 +252,35 @@ Environment::Environment(MDB_env* env, dev_t device, ino_t inode, bool fresh,
 Environment::~Environment() {
   // LMDB forbids using an environment after fork(); closing it in the child would even clear the
   // parent's reader slots. A child just drops it (the handle and its map leak, by design).
-  if (::getpid() == pid_) ::mdb_env_close(env_);
+  if (::getpid() == pid_ && env_ != nullptr) ::mdb_env_close(env_);
 }
 
-std::expected<std::shared_ptr<Environment>, int> Environment::open(const std::string& path,
-                                                                   const LmdbOptions& options,
-                                                                   const struct stat* existing) {
-  const unsigned long generation = fork_generation();
-  Registry& reg = registry();
-  std::lock_guard lock(reg.mutex);
-  std::erase_if(reg.envs, [](const auto& item) { return item.second.expired(); });
-  if (existing != nullptr) {
-    // One environment per file per process: a second one would break LMDB's fcntl locking.
-    if (auto it = reg.envs.find({existing->st_dev, existing->st_ino}); it != reg.envs.end()) {
-      if (auto env = it->second.lock(); env && env->generation() == generation) return env;
-    }
-  }
+namespace {
 
+struct OpenedHandle {
+  MDB_env* env;
+  struct stat file;
+  bool fresh;  // no transaction was ever committed: the file was just created
+};
+
+// mdb_env_create + mdb_env_open with our flags, and the checks every open needs.
+std::expected<OpenedHandle, int> open_handle(const std::string& path, unsigned max_readers,
+                                             unsigned file_mode, std::size_t initial_map_size,
+                                             bool read_only) {
   MDB_env* raw = nullptr;
   if (const int rc = ::mdb_env_create(&raw); rc != MDB_SUCCESS) return std::unexpected(rc);
-  auto fail = [&raw](int rc) -> std::expected<std::shared_ptr<Environment>, int> {
+  auto fail = [&raw](int rc) -> std::expected<OpenedHandle, int> {
     ::mdb_env_close(raw);
     return std::unexpected(rc);
   };
-  if (options.max_readers > 0) {
-    if (const int rc = ::mdb_env_set_maxreaders(raw, options.max_readers); rc != MDB_SUCCESS) {
+  if (max_readers > 0) {
+    if (const int rc = ::mdb_env_set_maxreaders(raw, max_readers); rc != MDB_SUCCESS) {
       return fail(rc);
     }
   }
   // No mapsize before open: an existing file keeps the (maybe larger) size recorded in it.
-  if (const int rc =
-          ::mdb_env_open(raw, path.c_str(), kEnvFlags, static_cast<mdb_mode_t>(options.file_mode));
+  const unsigned flags = kEnvFlags | (read_only ? MDB_RDONLY : 0U);
+  if (const int rc = ::mdb_env_open(raw, path.c_str(), flags, static_cast<mdb_mode_t>(file_mode));
       rc != MDB_SUCCESS) {
     return fail(rc);
   }
@@ -297,20 +298,73 @@ std::expected<std::shared_ptr<Environment>, int> Environment::open(const std::st
   if (stat.ms_psize == 0 || static_cast<unsigned long long>(file.st_size) < needed) {
     return fail(MDB_CORRUPTED);
   }
-  if (info.me_mapsize < options.initial_map_size) {
-    if (const int rc = ::mdb_env_set_mapsize(raw, options.initial_map_size); rc != MDB_SUCCESS) {
+  if (!read_only && info.me_mapsize < initial_map_size) {
+    if (const int rc = ::mdb_env_set_mapsize(raw, initial_map_size); rc != MDB_SUCCESS) {
       return fail(rc);
     }
   }
+  return OpenedHandle{raw, file, info.me_last_txnid == 0};
+}
 
-  std::shared_ptr<Environment> env(
-      new Environment(raw, file.st_dev, file.st_ino, info.me_last_txnid == 0, options));
-  reg.envs[{file.st_dev, file.st_ino}] = env;
+}  // namespace
+
+std::expected<std::shared_ptr<Environment>, int> Environment::open(const std::string& path,
+                                                                   const LmdbOptions& options,
+                                                                   const struct stat* existing,
+                                                                   bool read_only) {
+  const unsigned long generation = fork_generation();
+  Registry& reg = registry();
+  std::lock_guard lock(reg.mutex);
+  std::erase_if(reg.envs, [](const auto& item) { return item.second.expired(); });
+  if (existing != nullptr) {
+    // One environment per file per process: a second one would break LMDB's fcntl locking.
+    if (auto it = reg.envs.find({existing->st_dev, existing->st_ino}); it != reg.envs.end()) {
+      if (auto env = it->second.lock(); env && env->generation() == generation) return env;
+    }
+  }
+  read_only = read_only && existing != nullptr;  // a missing file is created read-write
+  auto opened = open_handle(path, options.max_readers, options.file_mode, options.initial_map_size,
+                            read_only);
+  if (!opened) return std::unexpected(opened.error());
+  std::shared_ptr<Environment> env(new Environment(
+      opened->env, opened->file.st_dev, opened->file.st_ino, opened->fresh, read_only, options));
+  reg.envs[{opened->file.st_dev, opened->file.st_ino}] = env;
   return env;
+}
+
+std::expected<void, int> Environment::make_writable(const std::string& path) {
+  std::unique_lock lock(resize_);  // waits until no transaction of ours is active
+  if (!read_only_ && env_ != nullptr) return {};
+  // Close first: a second handle on the file, closed later, would drop the first one's locks.
+  if (env_ != nullptr) ::mdb_env_close(std::exchange(env_, nullptr));
+  auto writable = open_handle(path, max_readers_, file_mode_, initial_map_size_, false);
+  if (writable && writable->file.st_dev == device_ && writable->file.st_ino == inode_) {
+    env_ = writable->env;
+    read_only_ = false;
+    return {};
+  }
+  // Replaced on disk meanwhile (Database::acquire checks before writing), or not writable by
+  // this process: keep reading the file we had, read-only.
+  const int rc = writable ? MDB_PANIC : writable.error();
+  if (writable) ::mdb_env_close(writable->env);
+  if (auto again = open_handle(path, max_readers_, file_mode_, initial_map_size_, true)) {
+    if (again->file.st_dev == device_ && again->file.st_ino == inode_) {
+      env_ = again->env;
+    } else {
+      ::mdb_env_close(again->env);
+    }
+  }
+  return std::unexpected(rc);
+}
+
+bool Environment::read_only() const {
+  std::shared_lock lock(resize_);
+  return read_only_ || env_ == nullptr;
 }
 
 std::expected<ReadTxn, int> Environment::begin_read() {
   std::shared_lock lock(resize_);
+  if (env_ == nullptr) return std::unexpected(MDB_PANIC);  // see make_writable()
   MDB_txn* txn = nullptr;
   if (const int rc = ::mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn); rc != MDB_SUCCESS) {
     return std::unexpected(rc);
@@ -325,6 +379,7 @@ std::expected<ReadTxn, int> Environment::begin_read() {
 
 std::expected<WriteTxn, int> Environment::begin_write() {
   std::shared_lock lock(resize_);
+  if (env_ == nullptr) return std::unexpected(MDB_PANIC);  // see make_writable()
   MDB_txn* txn = nullptr;
   if (const int rc = ::mdb_txn_begin(env_, nullptr, 0, &txn); rc != MDB_SUCCESS) {
     return std::unexpected(rc);
@@ -356,6 +411,7 @@ std::expected<void, int> Environment::grow(std::size_t seen) {
 
 std::expected<void, int> Environment::adopt_map_size() {
   std::unique_lock lock(resize_);
+  if (env_ == nullptr) return std::unexpected(MDB_PANIC);
   if (const int rc = ::mdb_env_set_mapsize(env_, 0); rc != MDB_SUCCESS) {
     return std::unexpected(rc);
   }
@@ -363,8 +419,9 @@ std::expected<void, int> Environment::adopt_map_size() {
 }
 
 int Environment::clear_stale_readers() {
+  std::shared_lock lock(resize_);
   int dead = 0;
-  if (::mdb_reader_check(env_, &dead) != MDB_SUCCESS) return 0;
+  if (env_ == nullptr || ::mdb_reader_check(env_, &dead) != MDB_SUCCESS) return 0;
   return dead;
 }
 
@@ -438,19 +495,26 @@ std::expected<std::shared_ptr<Environment>, Error> Database::acquire(bool for_wr
     }
   }
   if (!env_) {
-    if (auto opened = open_locked(); !opened) return std::unexpected(opened.error());
+    if (auto opened = open_locked(for_write); !opened) return std::unexpected(opened.error());
+  }
+  if (for_write && env_->read_only()) {
+    if (auto writable = env_->make_writable(path_); !writable) {
+      return std::unexpected(error("cannot open for writing", writable.error()));
+    }
   }
   return env_;
 }
 
-std::expected<void, Error> Database::open_locked() {
+std::expected<void, Error> Database::open_locked(bool for_write) {
+  const bool read_only = options_.read_only_until_write && !for_write;
   for (int attempt = 0;; ++attempt) {
     struct stat st {};
     const bool exists = ::stat(path_.c_str(), &st) == 0;
-    auto opened = Environment::open(path_, options_, exists ? &st : nullptr);
+    auto opened = Environment::open(path_, options_, exists ? &st : nullptr, read_only);
     if (opened) {
       std::shared_ptr<Environment> env = std::move(*opened);
-      if (initializer_ && env->claim_fresh()) {
+      // A read-only handle cannot initialize; save() writes the schema key when it is missing.
+      if (initializer_ && !env->read_only() && env->claim_fresh()) {
         int rc = MDB_SUCCESS;
         {
           auto txn = env->begin_write();
@@ -545,7 +609,7 @@ std::expected<void, Error> Database::recover(const std::shared_ptr<Environment>&
              !moved) {
     return moved;
   }
-  return open_locked();
+  return open_locked(false);
 }
 
 std::expected<void, Error> Database::read(FunctionRef<int(const ReadTxn&)> fn) {

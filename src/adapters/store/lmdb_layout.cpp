@@ -395,8 +395,17 @@ bool is_storable_domain(std::string_view domain) {
 }
 
 std::string key(std::string_view domain, Field field) {
-  if (field == Field::extras) return fmt::format("{}{}", kExtrasPrefix, domain);
-  return fmt::format("{}:{}", domain, field_name(field));
+  // Built by hand rather than with fmt: this runs six times on every cache read.
+  std::string out;
+  if (field == Field::extras) {
+    out.reserve(kExtrasPrefix.size() + domain.size());
+    out.append(kExtrasPrefix).append(domain);
+    return out;
+  }
+  const std::string_view name = field_name(field);
+  out.reserve(domain.size() + 1 + name.size());
+  out.append(domain).append(1, ':').append(name);
+  return out;
 }
 
 std::optional<KeyRef> parse_key(std::string_view key) {

@@ -28,6 +28,15 @@ std::array<std::string, kFields.size()> keys_of(std::string_view domain) {
   return keys;
 }
 
+bool same_raw(const std::array<std::optional<std::string>, kFields.size()>& kept,
+              const layout::RawRecord& raw) {
+  for (std::size_t i = 0; i < kFields.size(); ++i) {
+    if (kept[i].has_value() != raw.values[i].has_value()) return false;
+    if (kept[i] && *kept[i] != *raw.values[i]) return false;
+  }
+  return true;
+}
+
 // Written into every newly created file, and by save() into files the Perl tool created.
 int put_schema(lmdb::WriteTxn& txn) {
   auto put = txn.put(layout::kSchemaKey, layout::kSchemaVersion);
@@ -57,7 +66,7 @@ std::expected<std::optional<CacheEntry>, Error> LmdbStore::load(std::string_view
       if (!value) return value.error();
       raw.values[i] = *value;
     }
-    decoded = layout::decode(raw);  // inside the transaction: the views point into the map
+    decoded = decode_memoized(domain, raw);  // in the transaction: the views point into the map
     return MDB_SUCCESS;
   });
   if (!read) return std::unexpected(read.error());
@@ -65,6 +74,27 @@ std::expected<std::optional<CacheEntry>, Error> LmdbStore::load(std::string_view
     db_.notice(fmt::format("LMDB cache {}: entry for {}: {}", db_.path(), domain, problem));
   }
   return std::move(decoded.entry);
+}
+
+layout::Decoded LmdbStore::decode_memoized(std::string_view domain, const layout::RawRecord& raw) {
+  std::lock_guard lock(memo_mutex_);
+  Memo* slot = nullptr;
+  for (Memo& memo : memo_) {
+    if (memo.domain != domain) continue;
+    if (same_raw(memo.raw, raw)) return memo.decoded;
+    slot = &memo;  // the domain changed on disk: replace its memo
+  }
+  if (slot == nullptr && memo_.size() < kMemoSize) slot = &memo_.emplace_back();
+  if (slot == nullptr) {
+    slot = &memo_[memo_next_];
+    memo_next_ = (memo_next_ + 1) % kMemoSize;
+  }
+  slot->domain = std::string(domain);
+  for (std::size_t i = 0; i < kFields.size(); ++i) {
+    slot->raw[i] = raw.values[i] ? std::optional<std::string>(*raw.values[i]) : std::nullopt;
+  }
+  slot->decoded = layout::decode(raw);
+  return slot->decoded;
 }
 
 std::expected<void, Error> LmdbStore::save(std::string_view domain, const CacheEntry& entry) {

@@ -7,9 +7,11 @@
 // aside, a malformed record ignored) are kept as notices for the caller to log.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <expected>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "adapters/store/lmdb_env.hpp"
+#include "adapters/store/lmdb_layout.hpp"
 #include "adapters/store/policy_store.hpp"
 
 namespace mtasts::store {
@@ -47,7 +50,22 @@ class LmdbStore final : public PolicyStore {
   [[nodiscard]] const std::string& path() const { return db_.path(); }
 
  private:
+  // The last few records decoded, with the raw values they came from. A cache hit in an Exim
+  // process asks for the same domain again and again; when the stored octets are unchanged the
+  // decoded entry is reused instead of parsing the extras JSON on every call.
+  struct Memo {
+    std::string domain;
+    std::array<std::optional<std::string>, layout::kFields.size()> raw;
+    layout::Decoded decoded;
+  };
+  static constexpr std::size_t kMemoSize = 16;
+  [[nodiscard]] layout::Decoded decode_memoized(std::string_view domain,
+                                                const layout::RawRecord& raw);
+
   lmdb::Database db_;
+  std::mutex memo_mutex_;
+  std::vector<Memo> memo_;     // at most kMemoSize entries
+  std::size_t memo_next_ = 0;  // the slot to replace next once memo_ is full
 };
 
 }  // namespace mtasts::store

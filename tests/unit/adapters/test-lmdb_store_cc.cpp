@@ -843,3 +843,89 @@ TEST(LmdbStore, FileReplacedByAnotherProcessIsReopened) {
 
 }  // namespace
 }  // namespace mtasts::store
+
+namespace mtasts::store {
+namespace {
+
+// How this process has the data file open: the access mode of each descriptor on it.
+std::vector<int> open_modes_of(const std::string& path) {
+  std::vector<int> modes;
+  const auto target = fs::canonical(path);
+  for (const auto& item : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    const auto points_to = fs::read_symlink(item.path(), error);
+    if (error || points_to != target) continue;
+    const int fd = std::stoi(item.path().filename().string());
+    modes.push_back(::fcntl(fd, F_GETFL) & O_ACCMODE);
+  }
+  return modes;
+}
+
+TEST(LmdbStore, ReadOnlyUntilTheFirstWrite) {
+  TempDir dir;
+  const auto path = dir.file("cache.mdb");
+  {
+    LmdbStore writer(path);
+    expect_ok(writer.save("example.com", enforce_entry("first")));
+  }
+  LmdbOptions options;
+  options.read_only_until_write = true;
+  auto opened = LmdbStore::open(path, options);
+  ASSERT_TRUE(opened) << opened.error().reason;
+  LmdbStore& store = **opened;
+  LmdbStore sharing(path, options);  // shares the environment through the registry
+
+  EXPECT_EQ((*store.load("example.com"))->policy->id, "first");
+  EXPECT_EQ(open_modes_of(path), std::vector<int>{O_RDONLY});  // no write descriptor yet
+
+  expect_ok(store.save("example.com", enforce_entry("second")));
+  EXPECT_EQ((*store.load("example.com"))->policy->id, "second");
+  EXPECT_EQ((*sharing.load("example.com"))->policy->id, "second");
+  const auto modes = open_modes_of(path);
+  EXPECT_NE(std::find(modes.begin(), modes.end(), O_RDWR), modes.end());
+  expect_ok(sharing.save("example.org", failing_entry()));
+  EXPECT_EQ(*store.load("example.org"), failing_entry());
+  EXPECT_TRUE(store.notices().empty());
+  EXPECT_EQ(raw_all(path).count("_mtasts:schema"), 1U);
+}
+
+TEST(LmdbStore, ReadOnlyUntilWriteStillCreatesAMissingFile) {
+  TempDir dir;
+  const auto path = dir.file("cache.mdb");
+  LmdbOptions options;
+  options.read_only_until_write = true;
+  auto opened = LmdbStore::open(path, options);
+  ASSERT_TRUE(opened) << opened.error().reason;
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_EQ(*(*opened)->load("example.com"), std::nullopt);
+  expect_ok((*opened)->save("example.com", enforce_entry()));
+  EXPECT_EQ(*(*opened)->load("example.com"), enforce_entry());
+}
+
+TEST(LmdbStore, RepeatedLoadsFollowChangesMadeByAnotherProcess) {
+  // Loads reuse the decoded entry while the stored octets are unchanged; a write by another
+  // process must still be seen at once.
+  TempDir dir;
+  const auto path = dir.file("cache.mdb");
+  LmdbStore store(path);
+  expect_ok(store.save("example.com", enforce_entry("one")));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ((*store.load("example.com"))->policy->id, "one");
+  const int status = in_child([&] {
+    LmdbStore other(path);  // the inherited environment is dropped, a new one opened
+    return other.save("example.com", enforce_entry("two")) ? 0 : 1;
+  });
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ((*store.load("example.com"))->policy->id, "two");
+  for (int n = 0; n < 40; ++n) {  // more domains than the memo holds
+    expect_ok(store.save(fmt::format("d{}.example", n), enforce_entry(fmt::format("n{}", n))));
+    EXPECT_EQ((*store.load(fmt::format("d{}.example", n)))->policy->id, fmt::format("n{}", n));
+  }
+  for (int n = 0; n < 40; ++n) {
+    EXPECT_EQ((*store.load(fmt::format("d{}.example", n)))->policy->id, fmt::format("n{}", n));
+  }
+  EXPECT_TRUE(*store.erase("d3.example"));
+  EXPECT_EQ(*store.load("d3.example"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace mtasts::store
