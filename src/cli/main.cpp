@@ -164,6 +164,7 @@ class Cli {
   std::expected<std::string, int> domain_argument(const std::string& text) const;
 
   GlobalOptions options_;
+  bool answer_for_program_ = false;  // getmta/getmx/ignorelist with stdout not a terminal
 };
 
 std::expected<Config, int> Cli::make_config() const {
@@ -189,8 +190,13 @@ std::expected<Config, int> Cli::make_config() const {
 std::expected<std::unique_ptr<Engine>, int> Cli::open_engine() const {
   auto config = make_config();
   if (!config) return std::unexpected(config.error());
+  // Exim's ${run} reads the command's standard error together with its standard output, so a
+  // log line there would become part of the answer ("warning: ...\nenforce" is not
+  // "enforce"). Answers for a program therefore log to syslog, like the Exim module.
+  const bool quiet_stderr = answer_for_program_ && !options_.verbose;
   auto logger =
-      make_logger("mtasts", "stderr", config->log_level == "info" ? "warning" : config->log_level);
+      make_logger("mtasts", quiet_stderr ? "syslog" : "stderr",
+                  config->log_level == "info" && !quiet_stderr ? "warning" : config->log_level);
   auto engine = Engine::open(std::move(*config), std::move(logger));
   if (!engine) {
     return std::unexpected(
@@ -282,6 +288,8 @@ int Cli::run(int argc, char** argv) {
     return kExitOk;
   }
 
+  answer_for_program_ =
+      (getmta->parsed() || getmx->parsed() || ignorelist->parsed()) && isatty(STDOUT_FILENO) == 0;
   auto domain = domain_argument(domain_text);
   if (!domain) return domain.error();
   std::optional<std::string> host;
