@@ -45,10 +45,22 @@ Answer no_policy_answer(std::string reason) {
   return answer;
 }
 
+// STS-27, RFC 8461 §3.3: "MTAs SHOULD proactively refresh cached policies before they expire".
+// Re-checking the TXT id alone never renews a policy, so one that keeps its id is fetched again
+// from half its lifetime on, or from recheck_interval before it expires if that is earlier: one
+// blocked fetch at expiry cannot make it lapse, and a failing policy host is noticed (STS-28)
+// while the cached policy still holds.
+UnixTime refresh_from(const CachedPolicy& policy, const Timing& timing) {
+  const std::int64_t lifetime = policy.expires_at - policy.fetched_at;
+  return std::min(policy.fetched_at + lifetime / 2, policy.expires_at - timing.recheck_interval);
+}
+
 // Next time DNS is consulted for a domain with a valid policy: the id is re-checked every
-// recheck_interval (STS-27) and in any case when the policy expires (STS-34).
-UnixTime next_policy_check(const CachedPolicy& policy, UnixTime now, std::int64_t interval) {
-  return std::min(policy.expires_at, now + interval);
+// recheck_interval (STS-27), when the proactive refresh is due, and in any case when the policy
+// expires (STS-34).
+UnixTime next_policy_check(const CachedPolicy& policy, UnixTime now, const Timing& timing) {
+  const UnixTime refresh = refresh_from(policy, timing);
+  return std::min(now < refresh ? refresh : policy.expires_at, now + timing.recheck_interval);
 }
 
 void merge_report(CacheEntry& entry, const TlsrptOutcome& tlsrpt) {
@@ -58,6 +70,16 @@ void merge_report(CacheEntry& entry, const TlsrptOutcome& tlsrpt) {
   } else if (!is_temporary(tlsrpt->error().category)) {
     entry.report.clear();  // definitely no usable TLSRPT record now
   }                        // temporary failure: keep what we knew
+}
+
+// STS-23: the backoff of a failed id outlives a record that is missing for a while (a zone
+// served half-updated, or negative_ttl below fetch_backoff_min): the id coming back inside its
+// backoff must not be fetched again. Only a backoff that has run out is forgotten.
+void forget_finished_backoff(CacheEntry& entry, UnixTime now) {
+  if (now < entry.retry_fetch_at) return;
+  entry.failed_id.clear();
+  entry.failures = 0;
+  entry.retry_fetch_at = 0;
 }
 
 bool cached_mode_matters(const CachedPolicy& policy) {
@@ -71,13 +93,18 @@ bool is_fresh(const std::optional<CacheEntry>& cached, UnixTime now) {
   return cached.has_value() && now < cached->next_check;
 }
 
-bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt, UnixTime now) {
+bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt, UnixTime now,
+                  const Timing& timing) {
   if (!txt) return false;
   const std::string& id = txt->id;
-  // STS-35: same id and still valid: the cached policy is current, no fetch.
-  if (has_unexpired_policy(cached, now) && cached->policy->id == id) return false;
-  // STS-23: a failed fetch of this id waits out its backoff; a new id may be fetched at once.
+  // STS-23: a failed fetch of this id (a proactive refresh too) waits out its backoff; a new id
+  // may be fetched at once.
   if (cached && cached->failed_id == id && now < cached->retry_fetch_at) return false;
+  // STS-35: same id and still valid: the cached policy is current, no fetch until its
+  // proactive refresh is due (STS-27).
+  if (has_unexpired_policy(cached, now) && cached->policy->id == id) {
+    return now >= refresh_from(*cached->policy, timing);
+  }
   return true;
 }
 
@@ -120,9 +147,7 @@ Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
       return decision;
     }
     // Definitely no usable record: none, several (STS-06) or a syntax error.
-    entry.failed_id.clear();
-    entry.failures = 0;
-    entry.retry_fetch_at = 0;
+    forget_finished_backoff(entry, now);
     if (usable) {
       // STS-07: a vanished or unusable TXT record never drops a cached policy early.
       entry.last_error = describe(error);
@@ -141,18 +166,19 @@ Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
 
   const std::string& id = txt->id;
   if (!fetch) {
-    if (usable && cached->policy->id == id) {
+    const bool backing_off = cached && cached->failed_id == id && now < cached->retry_fetch_at;
+    if (usable && cached->policy->id == id && !backing_off) {
       // STS-35: same id, the cached policy is current.
       entry.unavailable = false;
       entry.failed_id.clear();
       entry.failures = 0;
       entry.retry_fetch_at = 0;
       entry.last_error.clear();
-      entry.next_check = next_policy_check(*entry.policy, now, timing.recheck_interval);
+      entry.next_check = next_policy_check(*entry.policy, now, timing);
       decision.answer = policy_answer(*entry.policy);
       return decision;
     }
-    if (cached && cached->failed_id == id && now < cached->retry_fetch_at) {
+    if (backing_off) {
       // STS-23: this id failed recently; no fetch until the backoff runs out.
       UnixTime next = std::min(now + timing.dns_retry, entry.retry_fetch_at);
       if (usable) {
@@ -184,7 +210,7 @@ Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
     entry.failures = 0;
     entry.retry_fetch_at = 0;
     entry.last_error.clear();
-    entry.next_check = next_policy_check(*entry.policy, now, timing.recheck_interval);
+    entry.next_check = next_policy_check(*entry.policy, now, timing);
     // rfc-checklist §6.8: max_age 0 applies to this delivery only; next_check == now means the
     // next lookup goes back to DNS.
     decision.answer = policy_answer(*entry.policy);

@@ -95,10 +95,11 @@ struct Decision {
 [[nodiscard]] bool is_fresh(const std::optional<CacheEntry>& cached, UnixTime now);
 
 // After the TXT lookup: must the policy be fetched? True when a record was found and the cached
-// policy is missing, expired or has another id (STS-34, STS-35), unless that id's fetch failed
-// and its backoff has not run out (STS-23).
+// policy is missing, expired or has another id (STS-34, STS-35), or keeps its id but is due for
+// its proactive refresh (STS-27: from half its lifetime, or recheck_interval before it expires
+// if that is earlier), unless that id's fetch failed and its backoff has not run out (STS-23).
 [[nodiscard]] bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
-                                UnixTime now);
+                                UnixTime now, const Timing& timing);
 
 // The decision proper. `fetch` must be present exactly when should_fetch() said so. The answer
 // is strict-neutral: pass it through apply_strict().

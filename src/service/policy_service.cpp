@@ -132,7 +132,7 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
   TlsrptOutcome tlsrpt = tlsrpt_outcome(tlsrpt_answer, domain);
 
   FetchOutcome fetch;
-  if (should_fetch(cached, txt, checked)) {
+  if (should_fetch(cached, txt, checked, options_.timing)) {
     auto body = co_await fetcher_.fetch(domain);
     if (!body) {
       fetch = std::expected<FetchedPolicy, Error>(std::unexpected(body.error()));

@@ -41,7 +41,7 @@ struct Lookups {
                 bool strict = false, const TlsrptOutcome& tlsrpt = std::nullopt) {
     if (is_fresh(entry, now)) return answer_from_entry(*entry, now, strict);
     FetchOutcome fetch;
-    if (should_fetch(entry, txt, now)) {
+    if (should_fetch(entry, txt, now, kTiming)) {
       ++fetches;
       fetch = fetch_result;
     }
@@ -84,6 +84,71 @@ TEST(Decide, STS35_same_id_after_recheck_does_not_fetch) {
   EXPECT_EQ(answer.mode, Mode::enforce);
   EXPECT_EQ(run.fetches, 1);
   EXPECT_EQ(run.entry->next_check, later + kTiming.recheck_interval);
+}
+
+TEST(Decide, STS27_same_id_policy_is_fetched_again_from_half_its_lifetime) {
+  constexpr std::int64_t kWeek = 7 * 86400;
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, kWeek)));
+  EXPECT_EQ(run.entry->next_check, kT0 + 86400);
+  for (UnixTime day = 1; day <= 3; ++day) {
+    run.lookup(kT0 + day * 86400, txt_id("abc"), fetched(make_policy(Mode::enforce, kWeek)));
+  }
+  EXPECT_EQ(run.fetches, 1) << "the TXT id alone is re-checked daily";
+  EXPECT_EQ(run.entry->next_check, kT0 + kWeek / 2) << "the next check lands on the refresh";
+  Answer answer = run.lookup(kT0 + kWeek / 2, txt_id("abc"),
+                             fetched(make_policy(Mode::enforce, kWeek, {"mx2.example.com"})));
+  EXPECT_EQ(run.fetches, 2);
+  EXPECT_EQ(answer.mx, std::vector<std::string>{"mx2.example.com"});
+  EXPECT_EQ(run.entry->policy->expires_at, kT0 + kWeek / 2 + kWeek) << "renewed";
+  // A fetch blocked at the old expiry no longer matters: the renewed policy holds.
+  answer = run.lookup(kT0 + kWeek + 3600, txt_id("abc"), fetch_error());
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_EQ(answer.mx, std::vector<std::string>{"mx2.example.com"});
+  EXPECT_EQ(run.entry->policy->expires_at, kT0 + kWeek / 2 + kWeek);
+}
+
+TEST(Decide, STS27_refresh_starts_recheck_interval_before_expiry_when_that_is_earlier) {
+  constexpr std::int64_t kLifetime = 3 * 86400 / 2;  // 36 h: a day before expiry is at 12 h
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, kLifetime)));
+  EXPECT_EQ(run.entry->next_check, kT0 + kLifetime - kTiming.recheck_interval);
+  run.lookup(kT0 + 12 * 3600, txt_id("abc"), fetched(make_policy(Mode::enforce, kLifetime)));
+  EXPECT_EQ(run.fetches, 2);
+  EXPECT_EQ(run.entry->policy->fetched_at, kT0 + 12 * 3600);
+}
+
+TEST(Decide, STS27_policy_of_a_day_or_less_is_fetched_again_only_at_expiry) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 86400)));
+  EXPECT_EQ(run.entry->next_check, kT0 + 86400);
+}
+
+TEST(Decide, STS28_failed_proactive_refresh_warns_keeps_policy_and_backs_off) {
+  constexpr std::int64_t kWeek = 7 * 86400;
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, kWeek)));
+  const UnixTime refresh = kT0 + kWeek / 2;
+  Answer answer = run.lookup(refresh, txt_id("abc"), fetch_error());
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_EQ(answer.id, "abc");
+  ASSERT_EQ(run.last_warnings.size(), 1u) << "surfaced days before expiry";
+  EXPECT_NE(run.last_warnings[0].find("keeping the cached enforce policy"), std::string::npos);
+  EXPECT_EQ(run.entry->failed_id, "abc");
+  EXPECT_EQ(run.entry->policy->expires_at, kT0 + kWeek);
+  // STS-23: no second fetch of the id within five minutes, and no warning for the pause.
+  for (UnixTime t = refresh + 60; t < refresh + 300; t += 60) {
+    answer = run.lookup(t, txt_id("abc"), fetch_error());
+    EXPECT_EQ(answer.mode, Mode::enforce);
+    EXPECT_TRUE(run.last_warnings.empty());
+  }
+  EXPECT_EQ(run.fetches, 2);
+  EXPECT_EQ(run.entry->failed_id, "abc") << "the backoff is not forgotten while it runs";
+  // Then the refresh is tried again, and a success renews the policy.
+  answer = run.lookup(refresh + 300, txt_id("abc"), fetched(make_policy(Mode::enforce, kWeek)));
+  EXPECT_EQ(run.fetches, 3);
+  EXPECT_EQ(run.entry->failed_id, "");
+  EXPECT_EQ(run.entry->policy->expires_at, refresh + 300 + kWeek);
 }
 
 TEST(Decide, STS35_new_id_fetches_new_policy) {
@@ -193,6 +258,37 @@ TEST(Decide, STS23_failed_fetch_backs_off_at_least_five_minutes_per_id) {
                              fetched(make_policy(Mode::testing)));
   EXPECT_EQ(run.fetches, 2);
   EXPECT_EQ(answer.mode, Mode::testing);
+}
+
+TEST(Decide, STS23_backoff_survives_a_record_missing_for_a_while) {
+  // A flapping zone: the record of the failed id vanishes and comes back within five minutes.
+  // The negative entry would allow a DNS check after a minute (negative_ttl may be 60).
+  for (ErrorCategory gone :
+       {ErrorCategory::no_record, ErrorCategory::multiple_records, ErrorCategory::record_syntax}) {
+    Lookups run;
+    run.lookup(kT0, txt_id("abc"), fetch_error());
+    run.lookup(kT0 + 70, txt_error(gone), std::nullopt);
+    EXPECT_EQ(run.entry->failed_id, "abc") << to_string(gone);
+    EXPECT_EQ(run.entry->retry_fetch_at, kT0 + kTiming.fetch_backoff_min) << to_string(gone);
+    run.entry->next_check = kT0 + 140;  // as with negative_ttl = 60
+    Answer answer = run.lookup(kT0 + 140, txt_id("abc"), fetched(make_policy(Mode::enforce)));
+    EXPECT_EQ(run.fetches, 1) << to_string(gone);
+    EXPECT_EQ(answer.kind, AnswerKind::no_policy) << to_string(gone);
+    // Once the backoff has run out, the id is fetched again.
+    run.entry->next_check = kT0 + 300;
+    answer = run.lookup(kT0 + 300, txt_id("abc"), fetched(make_policy(Mode::enforce)));
+    EXPECT_EQ(run.fetches, 2) << to_string(gone);
+    EXPECT_EQ(answer.mode, Mode::enforce) << to_string(gone);
+  }
+}
+
+TEST(Decide, STS23_finished_backoff_is_forgotten_when_the_record_goes) {
+  Lookups run;
+  run.lookup(kT0, txt_id("abc"), fetch_error());
+  run.lookup(kT0 + 400, txt_error(ErrorCategory::no_record), std::nullopt);
+  EXPECT_EQ(run.entry->failed_id, "");
+  EXPECT_EQ(run.entry->failures, 0);
+  EXPECT_EQ(run.entry->retry_fetch_at, 0);
 }
 
 TEST(Decide, STS23_backoff_doubles_and_is_capped) {
