@@ -42,13 +42,18 @@ Error syntax(std::string reason) {
   return Error{ErrorCategory::record_syntax, "_mta-sts TXT record: " + std::move(reason)};
 }
 
-// The version test of the multiple-record filter (STS-06, rfc-checklist §6.1).
+// The version test for a record that came alone (rfc-checklist §6.1): the ABNF allows WSP
+// between "v=STSv1" and ";", so "v=STSv1 ; id=..." is a valid record when it is the only one.
 bool begins_with_version(std::string_view record) {
   if (!record.starts_with(kVersion)) return false;
   if (record.size() == kVersion.size()) return true;
   const char next = record[kVersion.size()];
   return next == ';' || is_wsp(next);
 }
+
+// The multiple-record filter of RFC 8461 §3.1 (STS-06), literally: records that do not begin
+// with "v=STSv1;" are discarded.
+constexpr std::string_view kFilterPrefix = "v=STSv1;";
 
 }  // namespace
 
@@ -139,12 +144,15 @@ std::expected<StsRecord, Error> parse_sts_record(std::string_view record) {
 }
 
 std::expected<StsRecord, Error> select_sts_record(const std::vector<std::string>& records) {
-  // STS-06, RFC 8461 §3.1: drop records that do not begin with "v=STSv1;" (here: "v=STSv1"
-  // followed by ";", WSP or the end, rfc-checklist §6.1); exactly one must remain.
+  // STS-06, RFC 8461 §3.1: when several TXT records are returned, drop those that do not begin
+  // with "v=STSv1;"; exactly one must remain. A record returned alone only has to begin with
+  // "v=STSv1" and parse (rfc-checklist §6.1: "v=STSv1 ; id=..." is valid when it is the only
+  // TXT record).
+  const bool alone = records.size() == 1;
   const std::string* chosen = nullptr;
   std::size_t kept = 0;
   for (const std::string& record : records) {
-    if (!begins_with_version(record)) continue;
+    if (alone ? !begins_with_version(record) : !record.starts_with(kFilterPrefix)) continue;
     if (++kept == 1) chosen = &record;
   }
   if (kept == 0) {
