@@ -187,6 +187,12 @@ std::expected<CachedPolicy, std::string> decode_seed(const RawRecord& raw) {
   return cached;
 }
 
+// The DNSSEC status of the last _mta-sts answer as dns::to_string writes it ("" when unknown).
+bool is_dnssec_status(std::string_view status) {
+  return status.empty() || status == "secure" || status == "insecure" || status == "bogus" ||
+         status == "indeterminate";
+}
+
 struct Extras {
   std::int64_t checked_at = 0;
   std::int64_t next_check = 0;
@@ -195,6 +201,7 @@ struct Extras {
   int failures = 0;
   std::int64_t retry_fetch_at = 0;
   std::string last_error;
+  std::string txt_dnssec;
   bool has_policy = false;  // the record was written with a policy
   std::int64_t fetched_at = 0;
   std::int64_t max_age = 0;
@@ -276,6 +283,9 @@ class ExtrasReader {
         return store(extras.failed_id, 32);
       case Key::last_error:
         return store(extras.last_error, 3 * kMaxLastError);
+      case Key::txt_dnssec:
+        if (!is_dnssec_status(value)) return fail("is not a DNSSEC status");
+        return store(extras.txt_dnssec, 16);
       case Key::text:
         return store(extras.text, 3 * kMaxPolicyText);
       case Key::unknown:
@@ -335,12 +345,13 @@ class ExtrasReader {
     fetched_at,
     max_age,
     text,
+    txt_dnssec,
     unknown
   };
   static constexpr std::string_view kKeyNames[] = {
-      "v",        "checked_at",     "next_check", "unavailable", "failed_id",
-      "failures", "retry_fetch_at", "last_error", "fetched_at",  "max_age",
-      "text"};
+      "v",          "checked_at", "next_check",     "unavailable",
+      "failed_id",  "failures",   "retry_fetch_at", "last_error",
+      "fetched_at", "max_age",    "text",           "txt_dnssec"};
 
   bool scalar(std::string_view what) {
     if (key_ == Key::unknown) return true;
@@ -482,6 +493,7 @@ Decoded decode(const RawRecord& raw) {
     entry.failures = extras->failures;
     entry.retry_fetch_at = extras->retry_fetch_at;
     entry.last_error = std::move(extras->last_error);
+    entry.txt_dnssec = std::move(extras->txt_dnssec);
   }
   // Without extras (a file written by the Perl tool) every other field stays 0/empty:
   // fetched_at unknown, next_check 0 so the service re-checks DNS before trusting it.
@@ -524,6 +536,11 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
     extras["failures"] = entry.failures;
     extras["retry_fetch_at"] = entry.retry_fetch_at;
     extras["last_error"] = std::string_view(entry.last_error).substr(0, kMaxLastError);
+    if (!is_dnssec_status(entry.txt_dnssec)) {
+      return std::unexpected(
+          refuse(fmt::format("txt_dnssec {} is not a DNSSEC status", quote(entry.txt_dnssec))));
+    }
+    extras["txt_dnssec"] = entry.txt_dnssec;
 
     if (entry.policy) {
       const CachedPolicy& cached = *entry.policy;

@@ -149,6 +149,7 @@ CacheEntry enforce_entry(std::string id = "20240101T000000") {
   entry.checked_at = 1700000100;
   entry.next_check = 1700086500;
   entry.report = "mailto:tlsrpt@example.com,https://report.example.com/v1";
+  entry.txt_dnssec = "insecure";  // kept in the extras, shown by `mtasts query`
   return entry;
 }
 
@@ -262,6 +263,7 @@ TEST(LmdbStore, SeedKeysAreByteExact) {
   EXPECT_EQ(extras.at("fetched_at"), 1700000000);
   EXPECT_EQ(extras.at("max_age"), 604800);
   EXPECT_EQ(extras.at("next_check"), 1700086500);
+  EXPECT_EQ(extras.at("txt_dnssec"), "insecure");
   EXPECT_EQ(records.at("_mtasts:example.com").find('\n'), std::string::npos);  // compact
   EXPECT_EQ(records.size(), 7U);
 
@@ -414,6 +416,8 @@ TEST(LmdbStore, MalformedValuesNeverCrashNorYieldAnEnforcePolicy) {
       {"extras negative", with("_mtasts:example.com", R"({"v":1,"checked_at":-1})"), true},
       {"extras bool type", with("_mtasts:example.com", R"({"v":1,"unavailable":1})"), true},
       {"extras bad failed_id", with("_mtasts:example.com", R"({"v":1,"failed_id":"a-b"})"), true},
+      {"extras bad dnssec status",
+       with("_mtasts:example.com", R"({"v":1,"txt_dnssec":"trust me"})"), true},
       {"extras huge max_age", with("_mtasts:example.com", R"({"v":1,"max_age":99999999999})"),
        true},
       {"extras deep nesting", with("_mtasts:example.com", std::string(100000, '[')), true},
