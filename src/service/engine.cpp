@@ -91,8 +91,8 @@ std::optional<LookupResult> Engine::cached(const std::string& domain) {
   }
   const UnixTime now = system_now();
   if (!is_fresh(*loaded, now)) return std::nullopt;
-  return LookupResult{domain, answer_from_entry(**loaded, now, config_.strict), *loaded,
-                      AnswerSource::cache};
+  Answer answer = answer_from_entry(**loaded, now, config_.strict);
+  return LookupResult{domain, std::move(answer), std::move(*loaded), AnswerSource::cache};
 }
 
 LookupResult Engine::lookup(const std::string& domain) {

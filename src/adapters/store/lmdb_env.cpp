@@ -158,13 +158,20 @@ bool is_corruption(int rc) {
 // ---------------------------------------------------------------------------------------------
 // ReadTxn / WriteTxn
 
-ReadTxn::ReadTxn(MDB_txn* txn, MDB_dbi dbi, std::shared_lock<std::shared_mutex> lock) noexcept
-    : txn_(txn), dbi_(dbi), resize_lock_(std::move(lock)) {}
+ReadTxn::ReadTxn(MDB_txn* txn, MDB_dbi dbi, std::shared_lock<std::shared_mutex> lock, dev_t device,
+                 ino_t inode) noexcept
+    : txn_(txn), dbi_(dbi), device_(device), inode_(inode), resize_lock_(std::move(lock)) {}
 
 ReadTxn::ReadTxn(ReadTxn&& other) noexcept
     : txn_(std::exchange(other.txn_, nullptr)),
       dbi_(other.dbi_),
+      device_(other.device_),
+      inode_(other.inode_),
       resize_lock_(std::move(other.resize_lock_)) {}
+
+Snapshot ReadTxn::snapshot() const {
+  return Snapshot{device_, inode_, static_cast<std::uint64_t>(::mdb_txn_id(txn_))};
+}
 
 ReadTxn::~ReadTxn() {
   if (txn_ != nullptr) ::mdb_txn_abort(txn_);  // before resize_lock_ is released
@@ -357,6 +364,13 @@ std::expected<void, int> Environment::make_writable(const std::string& path) {
   return std::unexpected(rc);
 }
 
+std::optional<Snapshot> Environment::latest() const {
+  std::shared_lock lock(resize_);
+  MDB_envinfo info{};
+  if (env_ == nullptr || ::mdb_env_info(env_, &info) != MDB_SUCCESS) return std::nullopt;
+  return Snapshot{device_, inode_, static_cast<std::uint64_t>(info.me_last_txnid)};
+}
+
 bool Environment::read_only() const {
   std::shared_lock lock(resize_);
   return read_only_ || env_ == nullptr;
@@ -374,7 +388,7 @@ std::expected<ReadTxn, int> Environment::begin_read() {
     ::mdb_txn_abort(txn);
     return std::unexpected(rc);
   }
-  return ReadTxn(txn, dbi, std::move(lock));
+  return ReadTxn(txn, dbi, std::move(lock), device_, inode_);
 }
 
 std::expected<WriteTxn, int> Environment::begin_write() {
@@ -700,6 +714,16 @@ std::expected<void, Error> Database::write(FunctionRef<int(WriteTxn&)> fn) {
     }
     return std::unexpected(error("write", rc));
   }
+}
+
+std::optional<Snapshot> Database::latest() {
+  std::shared_ptr<Environment> env;
+  {
+    std::lock_guard lock(mutex_);
+    if (!env_ || env_->generation() != fork_generation()) return std::nullopt;
+    env = env_;
+  }
+  return env->latest();
 }
 
 std::expected<std::size_t, Error> Database::map_size() {

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 #include <functional>
 #include <memory>
@@ -93,6 +94,15 @@ inline constexpr int kRollback = 1 << 24;
 
 class Environment;
 
+// Which committed state of which file a read saw: equal stamps, equal contents. Lets a caller
+// keep what it decoded from a snapshot until anything is committed to the file.
+struct Snapshot {
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::uint64_t txn_id = 0;
+  friend bool operator==(const Snapshot&, const Snapshot&) = default;
+};
+
 // A read-only transaction on the unnamed database. Values it returns point into the map and stay
 // valid until it ends. Ends (mdb_txn_abort) in its destructor.
 class ReadTxn {
@@ -108,12 +118,17 @@ class ReadTxn {
   // Calls fn(key, value) for every record in key order until it returns false.
   [[nodiscard]] std::expected<void, int> for_each(
       FunctionRef<bool(std::string_view, std::string_view)> fn) const;
+  // The committed state this transaction reads.
+  [[nodiscard]] Snapshot snapshot() const;
 
  private:
   friend class Environment;
-  ReadTxn(MDB_txn* txn, MDB_dbi dbi, std::shared_lock<std::shared_mutex> lock) noexcept;
+  ReadTxn(MDB_txn* txn, MDB_dbi dbi, std::shared_lock<std::shared_mutex> lock, dev_t device,
+          ino_t inode) noexcept;
   MDB_txn* txn_;
   MDB_dbi dbi_;
+  dev_t device_;
+  ino_t inode_;
   std::shared_lock<std::shared_mutex> resize_lock_;  // released after the txn ends
 };
 
@@ -175,6 +190,8 @@ class Environment {
   // reopened read-only and the error returned.
   [[nodiscard]] std::expected<void, int> make_writable(const std::string& path);
   [[nodiscard]] bool read_only() const;
+  // The file's latest committed state, without a transaction (reads the meta pages).
+  [[nodiscard]] std::optional<Snapshot> latest() const;
 
   [[nodiscard]] std::size_t map_size() const;
   [[nodiscard]] dev_t device() const { return device_; }
@@ -234,6 +251,9 @@ class Database {
 
   [[nodiscard]] std::expected<std::size_t, Error> map_size();
   [[nodiscard]] const std::string& path() const { return path_; }
+  // The latest committed state of the file as this process has it open; std::nullopt when it
+  // cannot be had cheaply (not open yet, inherited across fork, an error).
+  [[nodiscard]] std::optional<Snapshot> latest();
 
  private:
   [[nodiscard]] std::expected<std::shared_ptr<Environment>, Error> acquire(bool for_write);

@@ -57,31 +57,50 @@ std::expected<std::unique_ptr<LmdbStore>, Error> LmdbStore::open(std::string pat
 
 std::expected<std::optional<CacheEntry>, Error> LmdbStore::load(std::string_view domain) {
   if (auto valid = check_domain(domain); !valid) return std::unexpected(valid.error());
-  const auto keys = keys_of(domain);
   layout::Decoded decoded;
-  auto read = db_.read([&](const lmdb::ReadTxn& txn) -> int {
-    layout::RawRecord raw;
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      auto value = txn.get(keys[i]);
-      if (!value) return value.error();
-      raw.values[i] = *value;
-    }
-    decoded = decode_memoized(domain, raw);  // in the transaction: the views point into the map
-    return MDB_SUCCESS;
-  });
-  if (!read) return std::unexpected(read.error());
+  if (auto unchanged = unchanged_memo(domain)) {
+    decoded = std::move(*unchanged);  // nothing committed since: no transaction needed
+  } else {
+    const auto keys = keys_of(domain);
+    auto read = db_.read([&](const lmdb::ReadTxn& txn) -> int {
+      layout::RawRecord raw;
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        auto value = txn.get(keys[i]);
+        if (!value) return value.error();
+        raw.values[i] = *value;
+      }
+      // In the transaction: the views point into the map.
+      decoded = decode_memoized(domain, raw, txn.snapshot());
+      return MDB_SUCCESS;
+    });
+    if (!read) return std::unexpected(read.error());
+  }
   for (const auto& problem : decoded.problems) {
     db_.notice(fmt::format("LMDB cache {}: entry for {}: {}", db_.path(), domain, problem));
   }
   return std::move(decoded.entry);
 }
 
-layout::Decoded LmdbStore::decode_memoized(std::string_view domain, const layout::RawRecord& raw) {
+std::optional<layout::Decoded> LmdbStore::unchanged_memo(std::string_view domain) {
+  const auto latest = db_.latest();
+  if (!latest) return std::nullopt;
+  std::lock_guard lock(memo_mutex_);
+  for (const Memo& memo : memo_) {
+    if (memo.domain == domain && memo.snapshot == *latest) return memo.decoded;
+  }
+  return std::nullopt;
+}
+
+layout::Decoded LmdbStore::decode_memoized(std::string_view domain, const layout::RawRecord& raw,
+                                           const lmdb::Snapshot& snapshot) {
   std::lock_guard lock(memo_mutex_);
   Memo* slot = nullptr;
   for (Memo& memo : memo_) {
     if (memo.domain != domain) continue;
-    if (same_raw(memo.raw, raw)) return memo.decoded;
+    if (same_raw(memo.raw, raw)) {
+      memo.snapshot = snapshot;
+      return memo.decoded;
+    }
     slot = &memo;  // the domain changed on disk: replace its memo
   }
   if (slot == nullptr && memo_.size() < kMemoSize) slot = &memo_.emplace_back();
@@ -90,6 +109,7 @@ layout::Decoded LmdbStore::decode_memoized(std::string_view domain, const layout
     memo_next_ = (memo_next_ + 1) % kMemoSize;
   }
   slot->domain = std::string(domain);
+  slot->snapshot = snapshot;
   for (std::size_t i = 0; i < kFields.size(); ++i) {
     slot->raw[i] = raw.values[i] ? std::optional<std::string>(*raw.values[i]) : std::nullopt;
   }

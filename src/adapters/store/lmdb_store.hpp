@@ -55,12 +55,16 @@ class LmdbStore final : public PolicyStore {
   // decoded entry is reused instead of parsing the extras JSON on every call.
   struct Memo {
     std::string domain;
+    lmdb::Snapshot snapshot;  // the committed state `raw` was read from
     std::array<std::optional<std::string>, layout::kFields.size()> raw;
     layout::Decoded decoded;
   };
   static constexpr std::size_t kMemoSize = 16;
   [[nodiscard]] layout::Decoded decode_memoized(std::string_view domain,
-                                                const layout::RawRecord& raw);
+                                                const layout::RawRecord& raw,
+                                                const lmdb::Snapshot& snapshot);
+  // The memo of `domain` when nothing was committed to the file since it was read.
+  [[nodiscard]] std::optional<layout::Decoded> unchanged_memo(std::string_view domain);
 
   lmdb::Database db_;
   std::mutex memo_mutex_;
