@@ -22,26 +22,6 @@ std::string_view field_name(Field field) {
                                 : kFieldNames[static_cast<std::size_t>(field)];
 }
 
-// Our own mode words (the exact strings of the seed layout), independent of the core's parser.
-std::string_view mode_word(Mode mode) {
-  switch (mode) {
-    case Mode::enforce:
-      return "enforce";
-    case Mode::testing:
-      return "testing";
-    case Mode::none:
-      return "none";
-  }
-  return "none";
-}
-
-std::optional<Mode> parse_mode_word(std::string_view word) {
-  if (word == "enforce") return Mode::enforce;
-  if (word == "testing") return Mode::testing;
-  if (word == "none") return Mode::none;
-  return std::nullopt;  // case-sensitive: "ENFORCE" is garbage, not enforce
-}
-
 // A value cut to 60 octets for a log line, control and non-ASCII octets escaped.
 std::string quote(std::string_view value) {
   constexpr std::size_t kShown = 60;
@@ -142,7 +122,8 @@ std::expected<CachedPolicy, std::string> decode_seed(const RawRecord& raw) {
   const auto& expire_value = raw[Field::expire];
   const auto& id_value = raw[Field::id];
   if (!mode_value) return std::unexpected("the :mode key is missing");
-  const auto mode = parse_mode_word(*mode_value);
+  // The policy file's mode words, case-sensitive: "ENFORCE" is garbage.
+  const auto mode = mode_from_string(*mode_value);
   if (!mode)
     return std::unexpected(fmt::format(":mode {} is not enforce|testing|none", quote(*mode_value)));
   if (!expire_value) return std::unexpected("the :expire key is missing");
@@ -166,7 +147,7 @@ std::expected<CachedPolicy, std::string> decode_seed(const RawRecord& raw) {
     // STS-14: only mode none may come without mx patterns.
     if (*mode != Mode::none) {
       return std::unexpected(
-          fmt::format(":mx is {} for mode {}", mx_value ? "empty" : "missing", mode_word(*mode)));
+          fmt::format(":mx is {} for mode {}", mx_value ? "empty" : "missing", to_string(*mode)));
     }
     return cached;
   }
@@ -561,7 +542,7 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
       }
       if (policy.mode != Mode::none && policy.mx.empty()) {
         return std::unexpected(
-            refuse(fmt::format("mode {} without mx patterns", mode_word(policy.mode))));
+            refuse(fmt::format("mode {} without mx patterns", to_string(policy.mode))));
       }
       std::string mx;
       for (const auto& pattern : policy.mx) {
@@ -574,7 +555,7 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
         mx += lower;
       }
       if (mx.size() > kMaxMxValue) return std::unexpected(refuse("the mx list is too long"));
-      set(Field::mode, std::string(mode_word(policy.mode)));
+      set(Field::mode, std::string(to_string(policy.mode)));
       set(Field::mx, std::move(mx));
       set(Field::expire, fmt::format("{}", cached.expires_at));
       set(Field::id, cached.id);
