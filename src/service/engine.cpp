@@ -20,6 +20,20 @@ UnixTime system_now() {
       .count();
 }
 
+namespace {
+
+// An io_context whose queued work can be dropped before the objects that work refers to.
+class NetworkIo : public asio::io_context {
+ public:
+  using asio::io_context::io_context;
+  // Destroys every handler still pending, such as the coroutine frames of a lookup abandoned at
+  // its deadline. Their destructors touch the PolicyService (its in-flight table), so this has
+  // to happen while the service still exists; the io_context itself is destroyed last.
+  void drop_pending_work() { shutdown(); }
+};
+
+}  // namespace
+
 // The parts a cache hit never needs: built on the first miss, dropped after a timed-out lookup
 // (which abandons its half-done work with it).
 struct Engine::Network {
@@ -46,7 +60,11 @@ struct Engine::Network {
     return options;
   }
 
-  asio::io_context io{1};
+  ~Network() { io.drop_pending_work(); }
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+
+  NetworkIo io{1};
   dns::UnboundResolver resolver;
   https::BeastPolicyFetcher fetcher;
   PolicyService service;

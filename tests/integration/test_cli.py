@@ -211,6 +211,22 @@ def test_answers_for_a_program_keep_stderr_clean(env):
     assert r.returncode == 0 and r.stdout == "none" and r.stderr != "", r
 
 
+def test_lookup_deadline_answers_from_the_cache_and_exits_cleanly(env, tmp_path):
+    # The _mta-sts query never gets an answer; the lookup deadline (300 ms) comes long before
+    # the DNS timeout (3 s). The half-done lookup is abandoned and torn down (under ASan this
+    # catches any use of the service after it is gone), and the answer is "no policy".
+    cfg = eh.write_mtasts_config(tmp_path / "deadline.toml", cache=tmp_path / "deadline.mdb",
+                                 world=env["world"],
+                                 extra="lookup_timeout_ms = 300\ndns_timeout_ms = 3000")
+    text = cfg.read_text().replace("lookup_timeout_ms = 6000\n", "")
+    cfg.write_text(text.replace("dns_timeout_ms = 2000\n", ""))
+    r = subprocess.run([str(CLI), "--config", str(cfg), "-v", "getmta", "dns-sts-timeout.example"],
+                       capture_output=True, text=True, timeout=30, env=eh.exim_env())
+    assert "Sanitizer" not in r.stderr, r.stderr
+    assert (r.returncode, r.stdout) == (0, "none"), r
+    assert "did not finish within 300 ms" in r.stderr, r.stderr
+
+
 def test_exim_run_uses_the_cli(env):
     """The ${run} front-end: Exim runs the CLI without a shell and takes stdout verbatim."""
     eh.require_root_and_exim()

@@ -14,6 +14,7 @@ Run: MTASTS_BUILD_DIR=$PWD/build-lead MTASTS_SOURCE_DIR=$PWD \
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -811,7 +812,9 @@ def _warnings_syslog(messages, domain):
 def _getmta_and_warnings(fe, domain, at):
     call = [("getmta", domain)]
     if fe.kind == "cli":
-        answer = fe.calls(call, at=at)[0]
+        # `query` is the admin's command and logs to stderr; getmta/getmx/ignorelist send their
+        # log lines to syslog when stdout is not a terminal (Exim's ${run} reads stderr too).
+        answer = json.loads(fe.cli("query", "--json", domain, at=at).stdout)["getmta"]
         return answer, _warnings_cli(fe, domain)
     answers, messages = fe.exim_syslog(call, at=at)
     assert messages, "the module logged nothing to syslog"
