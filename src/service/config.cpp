@@ -116,7 +116,206 @@ const std::set<std::string_view> kKnownKeys = {
     "fetch_backoff_max",
     "log_level",
     "log_target",
+    "daemon",
+    "socketmap",
 };
+
+const std::set<std::string_view> kDaemonKeys = {
+    "exim_socket",
+    "socketmap_socket",
+    "exim_listen",
+    "socketmap_listen",
+    "socket_owner",
+    "socket_group",
+    "socket_mode",
+    "user",
+    "group",
+    "read_timeout_ms",
+    "write_timeout_ms",
+    "idle_timeout_ms",
+    "shutdown_timeout_ms",
+    "max_request_line",
+    "max_netstring",
+    "max_connections",
+};
+
+const std::set<std::string_view> kSocketmapKeys = {
+    "enforce_testing",
+    "servername",
+    "tlsrpt",
+    "report_testing",
+};
+
+std::optional<Error> read_bool(const toml::table& table, std::string_view source,
+                               std::string_view key, bool& out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  const auto* value = node->as_boolean();
+  if (value == nullptr) return config_error(source, node->source(), key, "expected true or false");
+  out = value->get();
+  return std::nullopt;
+}
+
+// Every key of `table` must be in `known`; `where` names the table in the message.
+std::optional<Error> check_keys(const toml::table& table, std::string_view source,
+                                const std::set<std::string_view>& known, std::string_view where) {
+  for (const auto& [key, node] : table) {
+    if (!known.contains(key.str())) {
+      return config_error(source, node.source(), fmt::format("{}{}", where, key.str()),
+                          "unknown key (see mtastsd.toml(5))");
+    }
+  }
+  return std::nullopt;
+}
+
+// A Unix socket path: "" (none) or absolute and short enough for sockaddr_un.
+std::optional<Error> read_socket_path(const toml::table& table, std::string_view source,
+                                      std::string_view key, std::string& out) {
+  std::string value = out;
+  if (auto error = read_string(table, source, key, value)) return error;
+  if (!value.empty()) {
+    constexpr std::size_t kMaxPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
+    if (!value.starts_with('/')) {
+      return config_error(source, table.get(key)->source(), key,
+                          "must be an absolute path (or \"\" for none)");
+    }
+    if (value.size() > kMaxPath) {
+      return config_error(source, table.get(key)->source(), key,
+                          fmt::format("longer than {} octets", kMaxPath));
+    }
+  }
+  out = value;
+  return std::nullopt;
+}
+
+// A string or an array of strings, each a TCP listen address.
+std::optional<Error> read_listen(const toml::table& table, std::string_view source,
+                                 std::string_view key, std::vector<std::string>& out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  std::vector<std::string> texts;
+  if (const auto* single = node->as_string()) {
+    texts.push_back(single->get());
+  } else if (const auto* list = node->as_array()) {
+    for (const toml::node& item : *list) {
+      const auto* text = item.as_string();
+      if (text == nullptr) return config_error(source, item.source(), key, "expected strings");
+      texts.push_back(text->get());
+    }
+  } else {
+    return config_error(source, node->source(), key, "expected a string or an array");
+  }
+  for (const std::string& text : texts) {
+    auto parsed = parse_listen_address(text);
+    if (!parsed) return config_error(source, node->source(), key, parsed.error().reason);
+  }
+  out = std::move(texts);
+  return std::nullopt;
+}
+
+// "0660" (a string of octal digits, as in systemd units) or a TOML integer such as 0o660.
+std::optional<Error> read_mode(const toml::table& table, std::string_view source,
+                               std::string_view key, std::uint32_t& out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  std::int64_t mode = -1;
+  if (const auto* text = node->as_string()) {
+    const std::string& digits = text->get();
+    if (!digits.empty() && digits.size() <= 4 &&
+        digits.find_first_not_of("01234567") == std::string::npos) {
+      mode = std::stoll(digits, nullptr, 8);
+    }
+  } else if (const auto* number = node->as_integer()) {
+    mode = number->get();
+  }
+  if (mode < 0 || mode > 0777) {
+    return config_error(source, node->source(), key,
+                        "expected permission bits as an octal string such as \"0660\"");
+  }
+  out = static_cast<std::uint32_t>(mode);
+  return std::nullopt;
+}
+
+std::optional<Error> read_daemon(const toml::table& root, std::string_view source,
+                                 DaemonConfig& daemon) {
+  const toml::node* node = root.get("daemon");
+  if (node == nullptr) return std::nullopt;
+  const toml::table* table = node->as_table();
+  if (table == nullptr) return config_error(source, node->source(), "daemon", "expected a table");
+  if (auto error = check_keys(*table, source, kDaemonKeys, "daemon.")) return error;
+  std::int64_t read_ms = daemon.read_timeout.count();
+  std::int64_t write_ms = daemon.write_timeout.count();
+  std::int64_t idle_ms = daemon.idle_timeout.count();
+  std::int64_t shutdown_ms = daemon.shutdown_timeout.count();
+  const std::optional<Error> errors[] = {
+      read_socket_path(*table, source, "exim_socket", daemon.exim_socket),
+      read_socket_path(*table, source, "socketmap_socket", daemon.socketmap_socket),
+      read_listen(*table, source, "exim_listen", daemon.exim_listen),
+      read_listen(*table, source, "socketmap_listen", daemon.socketmap_listen),
+      read_string(*table, source, "socket_owner", daemon.socket_owner),
+      read_string(*table, source, "socket_group", daemon.socket_group),
+      read_mode(*table, source, "socket_mode", daemon.socket_mode),
+      read_string(*table, source, "user", daemon.user),
+      read_string(*table, source, "group", daemon.group),
+      read_integer(*table, source, "read_timeout_ms", 100, 600'000, read_ms),
+      read_integer(*table, source, "write_timeout_ms", 100, 600'000, write_ms),
+      read_integer(*table, source, "idle_timeout_ms", 100, 3'600'000, idle_ms),
+      read_integer(*table, source, "shutdown_timeout_ms", 0, 600'000, shutdown_ms),
+      read_integer(*table, source, "max_request_line", 64, 65536, daemon.max_request_line),
+      read_integer(*table, source, "max_netstring", 64, 65536, daemon.max_netstring),
+      read_integer(*table, source, "max_connections", 1, 1'000'000, daemon.max_connections),
+  };
+  for (const auto& error : errors) {
+    if (error) return error;
+  }
+  daemon.read_timeout = std::chrono::milliseconds(read_ms);
+  daemon.write_timeout = std::chrono::milliseconds(write_ms);
+  daemon.idle_timeout = std::chrono::milliseconds(idle_ms);
+  daemon.shutdown_timeout = std::chrono::milliseconds(shutdown_ms);
+  return std::nullopt;
+}
+
+// [socketmap.NAME] tables; NAME is what Postfix sends as the first word of each request.
+std::optional<Error> read_socketmaps(const toml::table& root, std::string_view source,
+                                     std::map<std::string, SocketmapMapOptions>& out) {
+  const toml::node* node = root.get("socketmap");
+  if (node == nullptr) return std::nullopt;
+  const toml::table* table = node->as_table();
+  if (table == nullptr) {
+    return config_error(source, node->source(), "socketmap", "expected tables [socketmap.NAME]");
+  }
+  std::map<std::string, SocketmapMapOptions> maps;
+  for (const auto& [name, map_node] : *table) {
+    const std::string key = fmt::format("socketmap.{}", name.str());
+    const toml::table* map = map_node.as_table();
+    if (map == nullptr) return config_error(source, map_node.source(), key, "expected a table");
+    const std::string_view text = name.str();
+    if (text.empty() || text.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                            std::string_view::npos) {
+      return config_error(source, map_node.source(), key,
+                          "a map name is letters, digits, '.', '_' and '-'");
+    }
+    if (auto error = check_keys(*map, source, kSocketmapKeys, key + ".")) return error;
+    SocketmapMapOptions options;
+    const std::optional<Error> errors[] = {
+        read_bool(*map, source, "enforce_testing", options.enforce_testing),
+        read_bool(*map, source, "servername", options.servername),
+        read_bool(*map, source, "tlsrpt", options.tlsrpt),
+        read_bool(*map, source, "report_testing", options.report_testing),
+    };
+    for (const auto& error : errors) {
+      if (error) return error;
+    }
+    if (options.report_testing && !options.tlsrpt) {
+      return config_error(source, map->get("report_testing")->source(), key + ".report_testing",
+                          "needs tlsrpt = true");
+    }
+    maps.emplace(std::string(text), options);
+  }
+  out = std::move(maps);
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -181,6 +380,10 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
   for (const auto& error : errors) {
     if (error) return std::unexpected(*error);
   }
+  if (auto error = read_daemon(table, source, config.daemon)) return std::unexpected(*error);
+  if (auto error = read_socketmaps(table, source, config.daemon.socketmaps)) {
+    return std::unexpected(*error);
+  }
   if (const toml::node* node = table.get("strict")) {
     const auto* value = node->as_boolean();
     if (value == nullptr) {
@@ -237,6 +440,41 @@ std::expected<Config, Error> load_config(const std::string& path, bool must_exis
         Error{ErrorCategory::config, fmt::format("{}: larger than 1 MiB, refusing it", path)});
   }
   return parse_config(text, path);
+}
+
+std::expected<ListenAddress, Error> parse_listen_address(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return std::unexpected(
+        Error{ErrorCategory::config, fmt::format("listen address {}: {}", quote_input(text), why)});
+  };
+  std::string host;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos) return bad("missing ']'");
+    host = std::string(text.substr(1, close - 1));
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.starts_with(':')) return bad("expected ':PORT' after ']'");
+    port = rest.substr(1);
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return bad("expected ADDR:PORT or [V6]:PORT");
+    host = std::string(text.substr(0, colon));
+    if (host.find(':') != std::string::npos) return bad("write IPv6 addresses as [V6]:PORT");
+    port = text.substr(colon + 1);
+  }
+  unsigned char buffer[sizeof(in6_addr)];
+  const bool v6 = text.starts_with('[');
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), buffer) != 1) {
+    return bad(v6 ? "expected an IPv6 address inside [...]" : "expected an IPv4 address");
+  }
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
+    return bad("port must be 1-65535");
+  }
+  const int number = std::stoi(std::string(port));
+  if (number < 1 || number > 65535) return bad("port must be 1-65535");
+  return ListenAddress{host, static_cast<std::uint16_t>(number)};
 }
 
 std::expected<std::string, Error> parse_resolver_address(std::string_view text) {

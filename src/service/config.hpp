@@ -6,14 +6,42 @@
 #include <cstddef>
 #include <cstdint>
 #include <expected>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/decide.hpp"
 #include "core/error.hpp"
+#include "core/socketmap.hpp"
 
 namespace mtasts {
+
+// The daemon's settings ([daemon] and [socketmap.NAME] in the file; read only by mtastsd).
+struct DaemonConfig {
+  // Unix sockets; "" = none. Their directory must exist (systemd: RuntimeDirectory=mtasts).
+  std::string exim_socket = "/run/mtasts/exim.sock";            // exim_socket
+  std::string socketmap_socket = "/run/mtasts/socketmap.sock";  // socketmap_socket
+  // TCP listeners "ADDR:PORT" / "[V6]:PORT"; none by default. No authentication: loopback only
+  // unless a firewall guards the port.
+  std::vector<std::string> exim_listen;       // exim_listen
+  std::vector<std::string> socketmap_listen;  // socketmap_listen
+  std::string socket_owner;                   // socket_owner: user name or uid; "" = unchanged
+  std::string socket_group;                   // socket_group: group name or gid; "" = unchanged
+  std::uint32_t socket_mode = 0660;           // socket_mode = "0660"
+  std::string user;   // user: switch to it after binding (when started as root); "" = stay
+  std::string group;  // group: default the user's primary group
+  std::chrono::milliseconds read_timeout{10000};      // read_timeout_ms: a request must arrive
+  std::chrono::milliseconds write_timeout{10000};     // write_timeout_ms: an answer must be taken
+  std::chrono::milliseconds idle_timeout{30000};      // idle_timeout_ms: socketmap between requests
+  std::chrono::milliseconds shutdown_timeout{10000};  // shutdown_timeout_ms: drain on SIGTERM
+  std::size_t max_request_line = 1024;                // max_request_line: Exim request line, octets
+  std::size_t max_netstring = 4096;    // max_netstring: socketmap request payload, octets
+  std::size_t max_connections = 1000;  // max_connections: further clients wait in the backlog
+  // Socketmap names and their options ([socketmap.NAME]); without any table: {"postfix": {}}.
+  std::map<std::string, SocketmapMapOptions> socketmaps{{"postfix", SocketmapMapOptions{}}};
+  friend bool operator==(const DaemonConfig&, const DaemonConfig&) = default;
+};
 
 struct Config {
   std::string cache_path;              // cache = "/var/lib/mtasts/cache.mdb"
@@ -31,6 +59,7 @@ struct Config {
                   // fetch_backoff_min, fetch_backoff_max (seconds)
   std::string log_level = "info";     // log_level = trace|debug|info|warning|error
   std::string log_target = "stderr";  // log_target = stderr|syslog
+  DaemonConfig daemon;                // [daemon], [socketmap.NAME]
 };
 
 // Defaults, with the cache path from the build (MTASTS_DEFAULT_CACHE).
@@ -46,6 +75,15 @@ struct Config {
 
 // Loads `path`. When `must_exist` is false a missing file yields default_config().
 [[nodiscard]] std::expected<Config, Error> load_config(const std::string& path, bool must_exist);
+
+// Parses a TCP listen address "ADDR:PORT" or "[V6]:PORT" (port required, 1-65535) into the
+// address text and the port.
+struct ListenAddress {
+  std::string address;
+  std::uint16_t port = 0;
+  friend bool operator==(const ListenAddress&, const ListenAddress&) = default;
+};
+[[nodiscard]] std::expected<ListenAddress, Error> parse_listen_address(std::string_view text);
 
 // Parses "ADDR", "ADDR:PORT", "[V6]:PORT" or "V6"; returns "ADDR@PORT" as libunbound wants it.
 [[nodiscard]] std::expected<std::string, Error> parse_resolver_address(std::string_view text);
