@@ -10,13 +10,16 @@ build_packages=(
   build-essential cmake ninja-build pkg-config git clang-format
   libboost1.81-dev libssl-dev libunbound-dev liblmdb-dev libidn2-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev
   clang-16 libclang-rt-16-dev libfuzzer-16-dev
 )
 test_packages=(
   python3 python3-pytest python3-dnslib python3-cryptography
-  faketime iproute2 lmdb-utils
+  faketime iproute2 lmdb-utils systemd
   exim4-daemon-heavy liblmdb-file-perl
+  # the libraries of Postfix 3.7, which the end-to-end tests run from the unpacked package
+  # (scripts/fetch-postfix.sh): Postfix itself conflicts with exim4 and is never installed
+  libdb5.3 libicu72 libnsl2 libsasl2-2 libssl3
 )
 
 missing=()
@@ -29,3 +32,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # must not make the install fail because of that.
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Postfix for the end-to-end tests, unpacked beside the system (cached; the tests fetch it too
+# when it is missing and skip when that is impossible).
+$SUDO bash "$(dirname "$0")/fetch-postfix.sh" >/dev/null || echo "install-deps.sh: Postfix was not fetched; test_e2e_postfix.py will try again or skip" >&2

@@ -1,0 +1,139 @@
+#include "daemon/backend.hpp"
+
+#include <exception>
+#include <utility>
+
+#include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "service/engine.hpp"
+
+namespace mtasts::daemon {
+namespace {
+
+using namespace boost::asio::experimental::awaitable_operators;
+
+dns::UnboundOptions resolver_options(const Config& config) {
+  dns::UnboundOptions options;
+  options.servers = config.resolvers;
+  if (!config.trust_anchor_file.empty()) options.trust_anchor_file = config.trust_anchor_file;
+  options.timeout = config.dns_timeout;
+  return options;
+}
+
+https::BeastPolicyFetcherOptions fetcher_options(const Config& config) {
+  https::BeastPolicyFetcherOptions options;
+  options.port = config.https_port;
+  if (!config.ca_file.empty()) options.ca_file = config.ca_file;
+  options.timeout = config.fetch_timeout;
+  options.max_body = config.max_policy_bytes;
+  return options;
+}
+
+}  // namespace
+
+asio::awaitable<bool> Counter::wait_zero(std::chrono::steady_clock::time_point deadline) {
+  while (count_ > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) co_return false;
+    co_await wait_change(deadline);
+  }
+  co_return true;
+}
+
+asio::awaitable<void> Counter::wait_change(std::chrono::steady_clock::time_point deadline) {
+  asio::steady_timer timer(changed_.get_executor(), deadline);
+  co_await (changed_.async_wait(asio::as_tuple(asio::use_awaitable)) ||
+            timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+}
+
+// One request waiting for a background lookup: `done` fires at the request's deadline or is
+// cancelled when the result is in.
+struct Backend::Pending {
+  Pending(asio::any_io_executor executor, std::chrono::milliseconds timeout)
+      : done(std::move(executor), timeout) {}
+  asio::steady_timer done;
+  std::optional<LookupResult> result;
+  std::string failure;
+};
+
+Backend::Backend(asio::any_io_executor executor, const Config& config,
+                 std::shared_ptr<store::LmdbStore> store, std::shared_ptr<spdlog::logger> logger,
+                 std::shared_ptr<Counter> lookups)
+    : executor_(executor),
+      strict_(config.strict),
+      lookup_timeout_(config.lookup_timeout),
+      store_(std::move(store)),
+      logger_(logger),
+      lookups_(std::move(lookups)),
+      resolver_(executor, resolver_options(config)),
+      fetcher_(resolver_, fetcher_options(config)),
+      service_(executor, *store_, resolver_, fetcher_, system_now,
+               ServiceOptions{config.timing, config.strict, config.lookup_timeout},
+               std::move(logger)) {}
+
+std::optional<LookupResult> Backend::cached(const std::string& domain) {
+  auto loaded = store_->load(domain);
+  if (!loaded) {
+    logger_->error("cache read for {} failed: {}", domain, loaded.error().reason);
+    return std::nullopt;
+  }
+  const UnixTime now = system_now();
+  if (!is_fresh(*loaded, now)) return std::nullopt;
+  return LookupResult{domain, answer_from_entry(**loaded, now, strict_), *loaded,
+                      AnswerSource::cache};
+}
+
+// As the Engine does after a timed-out lookup: what is cached, marked unavailable, decides.
+LookupResult Backend::fallback(const std::string& domain, const std::string& failure) {
+  logger_->warn("{}: {}", domain, failure);
+  LookupResult result{domain, {}, std::nullopt, AnswerSource::cache};
+  CacheEntry entry;
+  if (auto loaded = store_->load(domain); loaded && *loaded) entry = **loaded;
+  entry.unavailable = true;
+  entry.last_error = fmt::format("dns_temporary: {}", failure);
+  result.answer = answer_from_entry(entry, system_now(), strict_);
+  result.entry = std::move(entry);
+  return result;
+}
+
+asio::awaitable<void> Backend::run(std::shared_ptr<Backend> self, std::string domain,
+                                   std::shared_ptr<Pending> pending) {
+  pending->result = co_await self->service_.lookup(std::move(domain));
+}
+
+asio::awaitable<LookupResult> Backend::lookup(std::string domain) {
+  if (auto hit = cached(domain)) co_return std::move(*hit);
+
+  auto pending = std::make_shared<Pending>(executor_, lookup_timeout_);
+  lookups_->add();
+  asio::co_spawn(executor_, run(shared_from_this(), domain, pending),
+                 [pending, lookups = lookups_, logger = logger_](std::exception_ptr error) {
+                   if (error) {
+                     try {
+                       std::rethrow_exception(error);
+                     } catch (const std::exception& e) {
+                       pending->failure = fmt::format("lookup failed: {}", e.what());
+                     } catch (...) {
+                       pending->failure = "lookup failed: unknown exception";
+                     }
+                     logger->error("{}", pending->failure);
+                   }
+                   pending->done.cancel();
+                   lookups->remove();
+                 });
+  co_await pending->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  if (pending->result) co_return *pending->result;
+  std::string failure = pending->failure;
+  if (failure.empty()) {
+    failure = fmt::format(
+        "lookup did not finish within {} ms; answering from the cache, the "
+        "lookup goes on in the background",
+        lookup_timeout_.count());
+  }
+  co_return fallback(domain, failure);
+}
+
+}  // namespace mtasts::daemon

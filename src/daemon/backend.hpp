@@ -1,0 +1,80 @@
+// What answers the daemon's requests: the LMDB store (shared with the CLI and the Exim module),
+// the resolver, the fetcher and the PolicyService, built from one Config. A reload builds a new
+// Backend; requests and lookups still running keep the old one alive through shared_ptr.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <spdlog/logger.h>
+#include <boost/asio/steady_timer.hpp>
+
+#include "adapters/asio.hpp"
+#include "adapters/dns/unbound_resolver.hpp"
+#include "adapters/https/beast_policy_fetcher.hpp"
+#include "adapters/store/lmdb_store.hpp"
+#include "service/config.hpp"
+#include "service/policy_service.hpp"
+
+namespace mtasts::daemon {
+
+// Counts work in progress and wakes waiters when it changes (connections, background lookups).
+class Counter {
+ public:
+  explicit Counter(asio::any_io_executor executor)
+      : changed_(std::move(executor), asio::steady_timer::time_point::max()) {}
+  void add() { ++count_; }
+  void remove() {
+    --count_;
+    changed_.cancel();
+  }
+  [[nodiscard]] std::size_t value() const { return count_; }
+  // Waits until the count is zero (true) or the deadline passes (false).
+  asio::awaitable<bool> wait_zero(std::chrono::steady_clock::time_point deadline);
+  // Waits for the next remove() (or the deadline).
+  asio::awaitable<void> wait_change(std::chrono::steady_clock::time_point deadline);
+
+ private:
+  std::size_t count_ = 0;
+  asio::steady_timer changed_;  // never expires; cancelled on every remove()
+};
+
+class Backend : public std::enable_shared_from_this<Backend> {
+ public:
+  // `lookups` counts lookups running in the background (it must outlive them).
+  Backend(asio::any_io_executor executor, const Config& config,
+          std::shared_ptr<store::LmdbStore> store, std::shared_ptr<spdlog::logger> logger,
+          std::shared_ptr<Counter> lookups);
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  // The answer for a normalized domain: from the cache when fresh (no suspension), else from a
+  // PolicyService lookup within lookup_timeout. A lookup that takes longer goes on in the
+  // background (its result is cached for the next request) while this request is answered from
+  // the cache as for a temporary DNS failure, never a silent downgrade of a cached policy.
+  asio::awaitable<LookupResult> lookup(std::string domain);
+
+  [[nodiscard]] const std::shared_ptr<store::LmdbStore>& store() const { return store_; }
+
+ private:
+  struct Pending;
+  static asio::awaitable<void> run(std::shared_ptr<Backend> self, std::string domain,
+                                   std::shared_ptr<Pending> pending);
+  std::optional<LookupResult> cached(const std::string& domain);
+  LookupResult fallback(const std::string& domain, const std::string& failure);
+
+  asio::any_io_executor executor_;
+  bool strict_;
+  std::chrono::milliseconds lookup_timeout_;
+  std::shared_ptr<store::LmdbStore> store_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<Counter> lookups_;
+  dns::UnboundResolver resolver_;
+  https::BeastPolicyFetcher fetcher_;
+  PolicyService service_;
+};
+
+}  // namespace mtasts::daemon

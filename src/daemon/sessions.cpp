@@ -1,0 +1,282 @@
+#include "daemon/sessions.hpp"
+
+#include <array>
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+#include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "core/domain.hpp"
+#include "core/exim_request.hpp"
+#include "core/netstring.hpp"
+#include "core/socketmap.hpp"
+#include "core/text_quote.hpp"
+
+namespace mtasts::daemon {
+namespace {
+
+using namespace boost::asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+// Registers a connection for the life of its coroutine.
+template <class Socket>
+class Registration {
+ public:
+  Registration(Connections& connections, Socket& socket)
+      : connections_(connections), handle_(connections.add([&socket] {
+          error_code ignored;
+          socket.close(ignored);
+        })) {}
+  ~Registration() { connections_.remove(handle_); }
+  Registration(const Registration&) = delete;
+  Registration& operator=(const Registration&) = delete;
+  void busy(bool value) { handle_->busy = value; }
+
+ private:
+  Connections& connections_;
+  Connections::Handle handle_;
+};
+
+// One read_some that gives up at `deadline` (asio::error::timed_out).
+template <class Socket>
+asio::awaitable<std::tuple<error_code, std::size_t>> read_some(Socket& socket,
+                                                               asio::mutable_buffer buffer,
+                                                               Clock::time_point deadline) {
+  asio::steady_timer timer(socket.get_executor(), deadline);
+  auto result = co_await (socket.async_read_some(buffer, asio::as_tuple(asio::use_awaitable)) ||
+                          timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+  if (result.index() == 1) {
+    co_return std::tuple<error_code, std::size_t>{asio::error::timed_out, 0};
+  }
+  co_return std::get<0>(result);
+}
+
+// Writes all of `data` within `timeout`; false on any failure.
+template <class Socket>
+asio::awaitable<bool> write_all(Socket& socket, std::string_view data,
+                                std::chrono::milliseconds timeout) {
+  asio::steady_timer timer(socket.get_executor(), timeout);
+  auto result = co_await (
+      asio::async_write(socket, asio::buffer(data), asio::as_tuple(asio::use_awaitable)) ||
+      timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+  if (result.index() == 1) co_return false;
+  co_return !std::get<0>(std::get<0>(result));
+}
+
+// Shuts down our side, then reads and drops what the client still sends (at most 64 KiB, for at
+// most a second) before closing: closing with unread input would send a TCP reset, and a reset
+// can destroy the answer before the client has read it.
+template <class Socket>
+asio::awaitable<void> close_after_answer(Socket& socket) {
+  error_code ignored;
+  socket.shutdown(asio::socket_base::shutdown_send, ignored);
+  std::array<char, 4096> sink;
+  std::size_t drained = 0;
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(1);
+  while (drained < 65536) {
+    auto [ec, n] = co_await read_some(socket, asio::buffer(sink), deadline);
+    if (ec) break;
+    drained += n;
+  }
+  socket.close(ignored);
+}
+
+template <class Socket>
+std::string peer_name(const Socket& socket) {
+  error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  if (ec) return "?";
+  if constexpr (std::is_same_v<Socket, asio::ip::tcp::socket>) {
+    return fmt::format("{}:{}", peer.address().to_string(), peer.port());
+  } else {
+    return "unix";
+  }
+}
+
+const char* source_name(AnswerSource source) {
+  return source == AnswerSource::cache ? "cache" : "network";
+}
+
+// The answer to one Exim request line.
+asio::awaitable<std::string> exim_reply(std::string line, State& state) {
+  auto request = parse_exim_request(line);
+  if (!request) co_return exim_error_answer(request.error());
+  auto domain = normalize_domain(request->domain);
+  Answer answer;
+  if (domain) {
+    std::shared_ptr<Backend> backend = state.backend;
+    LookupResult result = co_await backend->lookup(*domain);
+    answer = std::move(result.answer);
+    const std::string reply = exim_answer(*request, answer);
+    state.logger->debug("exim: {} -> {} ({})", quote_input(line), quote_input(reply, 200),
+                        source_name(result.source));
+    co_return reply;
+  }
+  if (domain.error().category != ErrorCategory::address_literal) {
+    co_return exim_error_answer(
+        fmt::format("invalid domain {}: {}", quote_input(request->domain), domain.error().reason));
+  }
+  // STS-30: no policy can exist for an address literal; no lookup.
+  answer.kind = AnswerKind::no_policy;
+  co_return exim_answer(*request, answer);
+}
+
+template <class Socket>
+asio::awaitable<void> exim_session(Socket socket, State& state) {
+  Registration<Socket> registration(state.connections, socket);
+  const std::shared_ptr<const Config> config = state.config;
+  const DaemonConfig& settings = config->daemon;
+  const Clock::time_point deadline = Clock::now() + settings.read_timeout;
+  std::string buffer;
+  std::array<char, 4096> chunk;
+  bool eof = false;
+  LineStep step;
+  for (;;) {
+    step = read_exim_line(buffer, eof, settings.max_request_line);
+    if (step.status != LineStatus::need_more) break;
+    auto [ec, n] = co_await read_some(socket, asio::buffer(chunk), deadline);
+    if (ec == asio::error::eof) {
+      eof = true;
+      continue;
+    }
+    if (ec == asio::error::timed_out) {
+      step.status = LineStatus::invalid;
+      step.reason =
+          fmt::format("no complete request line within {} ms", settings.read_timeout.count());
+      break;
+    }
+    if (ec) co_return;  // reset by the client, or closed by a stop
+    buffer.append(chunk.data(), n);
+    registration.busy(true);
+  }
+  registration.busy(true);
+  std::string reply;
+  if (step.status == LineStatus::invalid) {
+    if (eof && buffer.empty()) co_return;  // connected and left: nothing to answer
+    state.logger->info("exim: {}: {}", peer_name(socket), step.reason);
+    reply = exim_error_answer(step.reason);
+  } else {
+    reply = co_await exim_reply(std::string(step.line), state);
+    if (reply.starts_with(kEximErrorPrefix)) {
+      state.logger->info("exim: {}: {}", peer_name(socket), reply);
+    }
+  }
+  if (!co_await write_all(socket, reply, settings.write_timeout)) {
+    state.logger->info("exim: {}: the answer could not be delivered (client gone or too slow)",
+                       peer_name(socket));
+    co_return;
+  }
+  co_await close_after_answer(socket);
+}
+
+// The reply to one socketmap request payload.
+asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& state,
+                                                 const Config& config) {
+  auto request = parse_socketmap_request(payload);
+  if (!request) co_return socketmap_perm(request.error());
+  const auto& maps = config.daemon.socketmaps;
+  const auto map = maps.find(request->map);
+  if (map == maps.end()) {
+    std::string names;
+    for (const auto& [name, options] : maps) names += (names.empty() ? "" : ", ") + name;
+    co_return socketmap_perm(
+        fmt::format("unknown socketmap name {}; mtastsd serves: {} (configure [socketmap.NAME])",
+                    quote_input(request->map, 60), names.empty() ? "none" : names));
+  }
+  if (classify_socketmap_key(request->key) != SocketmapKey::domain) co_return "NOTFOUND ";
+  auto domain = normalize_domain(request->key);
+  if (!domain) {
+    if (domain.error().category != ErrorCategory::address_literal) {
+      state.logger->info("socketmap: key {} is not a domain ({}); NOTFOUND",
+                         quote_input(request->key), domain.error().reason);
+    }
+    co_return "NOTFOUND ";
+  }
+  std::shared_ptr<Backend> backend = state.backend;
+  LookupResult result = co_await backend->lookup(*domain);
+  std::string_view policy_text;
+  std::string_view last_error = result.answer.reason;
+  if (result.entry) {
+    if (result.entry->policy) policy_text = result.entry->policy->text;
+    if (!result.entry->last_error.empty()) last_error = result.entry->last_error;
+  }
+  std::string reply = socketmap_reply(*domain, result.answer, policy_text, last_error, map->second);
+  state.logger->debug("socketmap: {} -> {} ({})", quote_input(payload), quote_input(reply, 200),
+                      source_name(result.source));
+  co_return reply;
+}
+
+template <class Socket>
+asio::awaitable<void> socketmap_session(Socket socket, State& state) {
+  Registration<Socket> registration(state.connections, socket);
+  std::string buffer;
+  std::array<char, 4096> chunk;
+  Clock::time_point request_started{};
+  for (;;) {
+    // A reload applies from the next request on.
+    const std::shared_ptr<const Config> config = state.config;
+    const DaemonConfig& settings = config->daemon;
+    // Every complete request in the buffer, in order (pipelining).
+    for (;;) {
+      const NetstringStep step = read_netstring(buffer, settings.max_netstring);
+      if (step.status == NetstringStatus::need_more) break;
+      registration.busy(true);
+      if (step.status == NetstringStatus::invalid) {
+        state.logger->info("socketmap: {}: {}; closing the connection", peer_name(socket),
+                           step.reason);
+        const std::string reply =
+            format_netstring(socketmap_perm(fmt::format("protocol error: {}", step.reason)));
+        if (co_await write_all(socket, reply, settings.write_timeout)) {
+          co_await close_after_answer(socket);
+        }
+        co_return;
+      }
+      std::string payload(step.payload);
+      buffer.erase(0, step.consumed);
+      request_started = Clock::now();
+      const std::string reply = co_await socketmap_reply_for(std::move(payload), state, *config);
+      if (!co_await write_all(socket, format_netstring(reply), settings.write_timeout)) {
+        state.logger->info("socketmap: {}: a reply could not be delivered", peer_name(socket));
+        co_return;
+      }
+    }
+    registration.busy(!buffer.empty());
+    if (state.stopping && buffer.empty()) co_return;
+    const Clock::time_point deadline = buffer.empty() ? Clock::now() + settings.idle_timeout
+                                                      : request_started + settings.read_timeout;
+    auto [ec, n] = co_await read_some(socket, asio::buffer(chunk), deadline);
+    if (ec == asio::error::timed_out && !buffer.empty()) {
+      state.logger->info("socketmap: {}: no complete request within {} ms; closing",
+                         peer_name(socket), settings.read_timeout.count());
+    }
+    if (ec) co_return;  // EOF, idle, reset, or closed by a stop
+    if (buffer.empty()) request_started = Clock::now();
+    buffer.append(chunk.data(), n);
+    registration.busy(true);
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_exim(asio::local::stream_protocol::socket socket, State& state) {
+  return exim_session(std::move(socket), state);
+}
+asio::awaitable<void> serve_exim(asio::ip::tcp::socket socket, State& state) {
+  return exim_session(std::move(socket), state);
+}
+asio::awaitable<void> serve_socketmap(asio::local::stream_protocol::socket socket, State& state) {
+  return socketmap_session(std::move(socket), state);
+}
+asio::awaitable<void> serve_socketmap(asio::ip::tcp::socket socket, State& state) {
+  return socketmap_session(std::move(socket), state);
+}
+
+}  // namespace mtasts::daemon
