@@ -250,8 +250,9 @@ def load_manifest(path: Path | None = None) -> dict:
 @contextlib.contextmanager
 def world(state_dir: Path, *, manifest: Path | None = None, netns: str | None = None,
           dns_port: int = 0, https_port: int = 0, listen: str = "127.0.0.1",
-          lifetime: int = 900) -> Iterator[dict]:
-    """Starts tests/world/world.py and yields its world.json; stops it on exit."""
+          lifetime: int = 900, smtp_port: int | None = None) -> Iterator[dict]:
+    """Starts tests/world/world.py and yields its world.json; stops it on exit. With smtp_port
+    the world also runs the SMTP sinks of the manifest's "smtp" section on that port."""
     script = source_dir() / "tests" / "world" / "world.py"
     if not script.exists():
         pytest.skip(f"{script} does not exist yet")
@@ -262,6 +263,8 @@ def world(state_dir: Path, *, manifest: Path | None = None, netns: str | None = 
            "--lifetime", str(lifetime)]
     if manifest is not None:
         cmd += ["--manifest", str(manifest)]
+    if smtp_port is not None:
+        cmd += ["--smtp-port", str(smtp_port)]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     log = open(state_dir / "world.log", "wb")

@@ -42,7 +42,13 @@ def _name(common_name):
 class Authority:
     """A self-signed CA that issues leaf certificates."""
 
-    def __init__(self, common_name):
+    def __init__(self, common_name, existing=None):
+        """A new CA, or with existing=(certificate PEM, key PEM) one loaded from files."""
+        if existing is not None:
+            cert_pem, key_pem = existing
+            self.cert = x509.load_pem_x509_certificate(cert_pem)
+            self.key = serialization.load_pem_private_key(key_pem, password=None)
+            return
         self.key = _new_key()
         now = _now()
         ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
@@ -67,6 +73,14 @@ class Authority:
 
     def pem(self):
         return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(self):
+        return _key_pem(self.key)
+
+
+def _key_pem(key):
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 def _san(names):
@@ -146,25 +160,45 @@ def profile_parameters(host, profile, san=None):
 
 class CertStore:
     """Writes ca.pem (and untrusted-ca.pem) into a directory and issues certificate files for
-    (host, profile, san) on demand, once each."""
+    (host, profile, san) on demand, once each.
 
-    def __init__(self, directory):
+    The CA keys are written beside them (ca-key.pem, untrusted-ca-key.pem, mode 0600) so that
+    another process can issue certificates from the same CAs: CertStore(dir, ca_dir=world_dir)
+    loads ca.pem, untrusted-ca.pem and their keys from ca_dir (e.g. a running world's state
+    directory; tests/world/smtp_sinks.py does this) instead of making new ones, and ca_file
+    then names ca_dir's ca.pem, the file clients must trust."""
+
+    CA_FILES = ("ca.pem", "ca-key.pem", "untrusted-ca.pem", "untrusted-ca-key.pem")
+
+    def __init__(self, directory, ca_dir=None):
         self.directory = directory
         os.makedirs(os.path.join(directory, "certs"), exist_ok=True)
-        self.ca = Authority("mtasts test world CA")
-        self.untrusted_ca = Authority("mtasts test world untrusted CA")
+        if ca_dir is None:
+            self.ca = Authority("mtasts test world CA")
+            self.untrusted_ca = Authority("mtasts test world untrusted CA")
+            self.ca_file = self._write("ca.pem", self.ca.pem())
+            self.untrusted_ca_file = self._write("untrusted-ca.pem", self.untrusted_ca.pem())
+            self._write("ca-key.pem", self.ca.key_pem(), private=True)
+            self._write("untrusted-ca-key.pem", self.untrusted_ca.key_pem(), private=True)
+        else:
+            def read(name):
+                with open(os.path.join(ca_dir, name), "rb") as f:
+                    return f.read()
+            self.ca = Authority(None, (read("ca.pem"), read("ca-key.pem")))
+            self.untrusted_ca = Authority(None, (read("untrusted-ca.pem"),
+                                                 read("untrusted-ca-key.pem")))
+            self.ca_file = os.path.join(os.path.abspath(ca_dir), "ca.pem")
+            self.untrusted_ca_file = os.path.join(os.path.abspath(ca_dir), "untrusted-ca.pem")
         self.leaf_key = _new_key()
-        self.ca_file = self._write("ca.pem", self.ca.pem())
-        self.untrusted_ca_file = self._write("untrusted-ca.pem", self.untrusted_ca.pem())
-        self.key_file = self._write("certs/leaf-key.pem", self.leaf_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+        self.key_file = self._write("certs/leaf-key.pem", _key_pem(self.leaf_key), private=True)
         self._issued = {}
         self._lock = threading.Lock()
 
-    def _write(self, relative, data):
+    def _write(self, relative, data, private=False):
         path = os.path.join(self.directory, relative)
-        with open(path + ".tmp", "wb") as f:
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                     0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(path + ".tmp", path)
         return path

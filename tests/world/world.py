@@ -5,7 +5,8 @@ One process serves, on loopback:
   - DNS over UDP and TCP, answering like a recursive resolver from the manifest's data;
   - HTTPS policy hosts (certificate per SNI, status/body/behaviour per host);
   - a black hole on 127.0.0.3:<https port>;
-  - a JSON control API to change the world and read the request log.
+  - a JSON control API to change the world and read the request log;
+  - with --smtp-port, the SMTP sinks of the manifest's "smtp" section (smtp_sinks.py).
 It writes <state-dir>/world.json when ready and stops on SIGTERM/SIGINT, after --lifetime
 seconds, or when its parent process goes away, so it can never outlive a test run.
 
@@ -32,6 +33,7 @@ from dnslib import (AAAA, CNAME, EDNS0, MX, QTYPE, RCODE, RR, SOA, TLSA, TXT, A,
                     DNSRecord)
 
 import certs
+import smtp_sinks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MANIFEST = os.path.join(HERE, "manifest.json")
@@ -194,7 +196,7 @@ def validate_https_spec(host, spec):
 def load_manifest(path):
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
-    unknown = set(manifest) - {"dns", "https", "domains"}
+    unknown = set(manifest) - {"dns", "https", "smtp", "domains"}
     if unknown:
         raise ValueError(f"manifest: unknown top-level keys {sorted(unknown)}")
     return manifest
@@ -209,6 +211,8 @@ class WorldState:
         self.local_address = local_address
         self.dns = {}
         self.https = {}
+        # SMTP sinks (smtp_sinks.py): their names get A records; world.py starts them on demand.
+        self.smtp = smtp_sinks.validate_sinks(manifest.get("smtp", {}))
         self.log = {"dns": [], "https": [], "connections": []}
         for name, entry in manifest.get("dns", {}).items():
             self.dns[normalize_name(name)] = validate_dns_entry(name, entry)
@@ -220,7 +224,7 @@ class WorldState:
         """Every name with data, and each of its parents down to the TLD, exists (NODATA if it
         has no data of the asked type); other names under those TLDs are NXDOMAIN."""
         existing = set()
-        for name in list(self.dns) + list(self.https):
+        for name in list(self.dns) + list(self.https) + list(self.smtp):
             existing.update(ancestors(name))
         self._existing = existing
         self._tlds = {name.rsplit(".", 1)[-1] for name in existing}
@@ -267,6 +271,9 @@ class WorldState:
             spec = self.https.get(name)
             if spec and "A" not in entry and "CNAME" not in entry:
                 entry["A"] = [ADDRESSES.get(spec["address"], self.local_address)]
+            sink = self.smtp.get(name)
+            if sink and "A" not in entry and "CNAME" not in entry:
+                entry["A"] = [sink["address"]]
             if name in self._tlds:
                 entry["SOA"] = True
             return entry
@@ -899,6 +906,8 @@ def parse_args(argv):
     parser.add_argument("--control-port", type=int, default=0)
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
     parser.add_argument("--lifetime", type=float, default=3600)
+    parser.add_argument("--smtp-port", type=int, default=None,
+                        help="start the manifest's SMTP sinks on this port (25 in a namespace)")
     return parser.parse_args(argv)
 
 
@@ -934,11 +943,19 @@ def main(argv=None):
         dns = DnsServer(state, stop, args.listen, args.dns_port)
         https = HttpsServer(state, certstore, stop, args.listen, args.https_port)
         control = ControlServer(state, args.listen, args.control_port)
+        sinks = None
+        if args.smtp_port is not None:
+            sinks = smtp_sinks.Sinks(state.smtp, certstore, stop,
+                                     os.path.join(state_dir, smtp_sinks.LOG_NAME), args.smtp_port)
     except (OSError, ValueError) as e:
         log_error(f"cannot start: {e}")
         return 1
-    for server in (dns, https, control):
+    for server in (dns, https, control) + ((sinks,) if sinks else ()):
         server.start()
+    smtp_info = {}
+    if sinks:
+        smtp_info = {"smtp_port": sinks.port, "smtp_log": sinks.log.path,
+                     "smtp": sinks.addresses()}
     write_json_atomically(os.path.join(state_dir, "world.json"), {
         "dns": f"{args.listen}:{dns.port}",
         "https_port": https.port,
@@ -947,6 +964,7 @@ def main(argv=None):
         "untrusted_ca_file": certstore.untrusted_ca_file,
         "pid": os.getpid(),
         "listen": args.listen,
+        **smtp_info,
     })
     reason = wait_for_end(stop, args.lifetime, parent)
     log_error(f"stopping: {reason}")
