@@ -46,7 +46,7 @@ int put_schema(lmdb::WriteTxn& txn) {
 }  // namespace
 
 LmdbStore::LmdbStore(std::string path, Options options)
-    : db_(std::move(path), std::move(options), &put_schema) {}
+    : db_(std::move(path), options, &put_schema), memo_capacity_(options.memo_entries) {}
 
 std::expected<std::unique_ptr<LmdbStore>, Error> LmdbStore::open(std::string path,
                                                                  Options options) {
@@ -85,36 +85,32 @@ std::optional<layout::Decoded> LmdbStore::unchanged_memo(std::string_view domain
   const auto latest = db_.latest();
   if (!latest) return std::nullopt;
   std::lock_guard lock(memo_mutex_);
-  for (const Memo& memo : memo_) {
-    if (memo.domain == domain && memo.snapshot == *latest) return memo.decoded;
-  }
-  return std::nullopt;
+  const auto found = memo_.find(domain);
+  if (found == memo_.end() || found->second.snapshot != *latest) return std::nullopt;
+  return found->second.decoded;
 }
 
 layout::Decoded LmdbStore::decode_memoized(std::string_view domain, const layout::RawRecord& raw,
                                            const lmdb::Snapshot& snapshot) {
   std::lock_guard lock(memo_mutex_);
-  Memo* slot = nullptr;
-  for (Memo& memo : memo_) {
-    if (memo.domain != domain) continue;
-    if (same_raw(memo.raw, raw)) {
-      memo.snapshot = snapshot;
-      return memo.decoded;
-    }
-    slot = &memo;  // the domain changed on disk: replace its memo
+  auto found = memo_.find(domain);
+  if (found != memo_.end() && same_raw(found->second.raw, raw)) {
+    found->second.snapshot = snapshot;
+    return found->second.decoded;
   }
-  if (slot == nullptr && memo_.size() < kMemoSize) slot = &memo_.emplace_back();
-  if (slot == nullptr) {
-    slot = &memo_[memo_next_];
-    memo_next_ = (memo_next_ + 1) % kMemoSize;
+  if (found == memo_.end()) {
+    if (memo_capacity_ == 0) return layout::decode(raw);
+    // Full: forget an arbitrary entry; it is decoded again if it is asked for again.
+    if (memo_.size() >= memo_capacity_) memo_.erase(memo_.begin());
+    found = memo_.try_emplace(std::string(domain)).first;
   }
-  slot->domain = std::string(domain);
-  slot->snapshot = snapshot;
+  Memo& memo = found->second;
+  memo.snapshot = snapshot;
   for (std::size_t i = 0; i < kFields.size(); ++i) {
-    slot->raw[i] = raw.values[i] ? std::optional<std::string>(*raw.values[i]) : std::nullopt;
+    memo.raw[i] = raw.values[i] ? std::optional<std::string>(*raw.values[i]) : std::nullopt;
   }
-  slot->decoded = layout::decode(raw);
-  return slot->decoded;
+  memo.decoded = layout::decode(raw);
+  return memo.decoded;
 }
 
 std::expected<void, Error> LmdbStore::save(std::string_view domain, const CacheEntry& entry) {

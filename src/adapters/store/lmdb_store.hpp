@@ -10,11 +10,13 @@
 #include <array>
 #include <cstddef>
 #include <expected>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -54,12 +56,16 @@ class LmdbStore final : public PolicyStore {
   // process asks for the same domain again and again; when the stored octets are unchanged the
   // decoded entry is reused instead of parsing the extras JSON on every call.
   struct Memo {
-    std::string domain;
     lmdb::Snapshot snapshot;  // the committed state `raw` was read from
     std::array<std::optional<std::string>, layout::kFields.size()> raw;
     layout::Decoded decoded;
   };
-  static constexpr std::size_t kMemoSize = 16;
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept {
+      return std::hash<std::string_view>{}(text);
+    }
+  };
   [[nodiscard]] layout::Decoded decode_memoized(std::string_view domain,
                                                 const layout::RawRecord& raw,
                                                 const lmdb::Snapshot& snapshot);
@@ -67,9 +73,9 @@ class LmdbStore final : public PolicyStore {
   [[nodiscard]] std::optional<layout::Decoded> unchanged_memo(std::string_view domain);
 
   lmdb::Database db_;
+  std::size_t memo_capacity_;
   std::mutex memo_mutex_;
-  std::vector<Memo> memo_;     // at most kMemoSize entries
-  std::size_t memo_next_ = 0;  // the slot to replace next once memo_ is full
+  std::unordered_map<std::string, Memo, StringHash, std::equal_to<>> memo_;  // by domain
 };
 
 }  // namespace mtasts::store
