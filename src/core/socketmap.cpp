@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/mx_match.hpp"
 #include "core/text_quote.hpp"
 
 namespace mtasts {
@@ -121,9 +122,35 @@ std::string socketmap_perm(std::string_view reason) {
   return "PERM " + printable_reason(reason);
 }
 
+std::vector<std::string> postfix_match_names(const std::vector<std::string>& patterns,
+                                             const std::vector<std::string>& mx_hosts) {
+  std::vector<std::string> names;
+  for (const std::string& pattern : patterns) {
+    if (!pattern.starts_with("*.")) {
+      names.push_back(pattern);
+      continue;
+    }
+    bool matched = false;
+    for (const std::string& host : mx_hosts) {
+      if (mx_matches(pattern, host)) {
+        names.push_back(host);
+        matched = true;
+      }
+    }
+    if (!matched) names.push_back(pattern);
+  }
+  return sorted_unique(std::move(names));
+}
+
+bool has_wildcard_pattern(const std::vector<std::string>& patterns) {
+  return std::any_of(patterns.begin(), patterns.end(),
+                     [](const std::string& pattern) { return pattern.starts_with("*."); });
+}
+
 std::string socketmap_reply(std::string_view domain, const Answer& answer,
                             std::string_view policy_text, std::string_view last_error,
-                            const SocketmapMapOptions& options) {
+                            const SocketmapMapOptions& options,
+                            const std::vector<std::string>& mx_hosts) {
   const std::string servername = options.servername ? " servername=hostname" : "";
   if (answer.kind == AnswerKind::fail) {
     if (!options.tlsrpt) {
@@ -143,7 +170,7 @@ std::string socketmap_reply(std::string_view domain, const Answer& answer,
   std::string reply;
   if (enforce) {
     reply = "OK secure match=";
-    const std::vector<std::string> names = sorted_unique(answer.mx);
+    const std::vector<std::string> names = postfix_match_names(answer.mx, mx_hosts);
     for (std::size_t i = 0; i < names.size(); ++i) {
       if (i > 0) reply += ':';
       reply += names[i];

@@ -76,9 +76,25 @@ inline constexpr std::size_t kSocketmapMaxReply = 99000;
 // entry's "<category>: <reason>" (for the fail reply). policy_string and then mx_host_pattern
 // attributes are dropped if the reply would exceed kSocketmapMaxReply; a match list alone too
 // long for it (only possible with max_policy_bytes far above 64 KiB) gives "TEMP <reason>".
+//
+// `mx_hosts` are the domain's MX host names (normalized) when the caller looked them up. Postfix
+// has no one-label wildcard in match= ("*.example.net" only matches a certificate naming
+// "*.example.net" literally) and its ".example.net" matches any depth, which design §6 rules
+// out; so each "*." pattern is replaced by the MX hosts it matches (RFC 8461 §4.1: one label).
+// A "*." pattern without a matching host is kept as written: it matches no certificate, so
+// Postfix defers rather than delivering unchecked.
 [[nodiscard]] std::string socketmap_reply(std::string_view domain, const Answer& answer,
                                           std::string_view policy_text, std::string_view last_error,
-                                          const SocketmapMapOptions& options);
+                                          const SocketmapMapOptions& options,
+                                          const std::vector<std::string>& mx_hosts = {});
+
+// The names for match=: the exact patterns, and for each "*." pattern the MX hosts it matches
+// (the pattern itself when none does). Sorted, duplicates dropped.
+[[nodiscard]] std::vector<std::string> postfix_match_names(
+    const std::vector<std::string>& patterns, const std::vector<std::string>& mx_hosts);
+
+// Whether any pattern is a "*." wildcard (the caller then needs the MX hosts).
+[[nodiscard]] bool has_wildcard_pattern(const std::vector<std::string>& patterns);
 
 // The TLSRPT result type (RFC 8460 §4.3.2.1) for a cache entry's last_error
 // "<category>: <reason>": sts-webpki-invalid, sts-policy-invalid or sts-policy-fetch-error.

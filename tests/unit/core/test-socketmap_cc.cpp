@@ -180,3 +180,58 @@ TEST(SocketmapRequest, keys_answered_without_lookup) {
 
 }  // namespace
 }  // namespace mtasts
+
+namespace mtasts {
+namespace {
+
+struct MatchRow {
+  const char* name;
+  std::vector<std::string> patterns;
+  std::vector<std::string> mx_hosts;
+  std::vector<std::string> names;
+};
+
+TEST(PostfixMatchNames, WildcardsBecomeTheMxHostsTheyMatch) {
+  const std::vector<MatchRow> rows = {
+      {"exact patterns stay, sorted",
+       {"mx2.x.example", "mx1.x.example"},
+       {},
+       {"mx1.x.example", "mx2.x.example"}},
+      {"STS-33: *. matches exactly one label",
+       {"*.mail.example"},
+       {"a.mail.example", "b.a.mail.example", "mail.example", "c.mail.example"},
+       {"a.mail.example", "c.mail.example"}},
+      {"a wildcard with no matching MX stays as written (fails closed in Postfix)",
+       {"*.mail.example", "mx1.example"},
+       {"mx1.example"},
+       {"*.mail.example", "mx1.example"}},
+      {"no MX hosts known: the patterns as written", {"*.mail.example"}, {}, {"*.mail.example"}},
+      {"an MX outside the policy is never added",
+       {"*.mail.example"},
+       {"rogue.example", "x.mail.example"},
+       {"x.mail.example"}},
+      {"duplicates dropped",
+       {"*.mail.example", "x.mail.example"},
+       {"x.mail.example"},
+       {"x.mail.example"}},
+  };
+  for (const auto& row : rows) {
+    EXPECT_EQ(postfix_match_names(row.patterns, row.mx_hosts), row.names) << row.name;
+  }
+  EXPECT_TRUE(has_wildcard_pattern({"mx1.example", "*.mail.example"}));
+  EXPECT_FALSE(has_wildcard_pattern({"mx1.example"}));
+}
+
+TEST(PostfixMatchNames, ReplyListsTheMatchingMxHosts) {
+  Answer answer;
+  answer.kind = AnswerKind::policy;
+  answer.mode = Mode::enforce;
+  answer.mx = {"*.mail.example.com", "mx1.example.com"};
+  const SocketmapMapOptions plain{false, true, false, false};
+  EXPECT_EQ(socketmap_reply("example.com", answer, "", "", plain,
+                            {"a.mail.example.com", "mx1.example.com", "other.example.net"}),
+            "OK secure match=a.mail.example.com:mx1.example.com servername=hostname");
+}
+
+}  // namespace
+}  // namespace mtasts
