@@ -169,7 +169,8 @@ class Cli {
 
 std::expected<Config, int> Cli::make_config() const {
   const bool named = !options_.config_file.empty();
-  auto config = load_config(named ? options_.config_file : default_config_path(), named);
+  auto config = load_config(named ? options_.config_file : default_config_path(),
+                            named || config_path_is_explicit());
   if (!config) return std::unexpected(fail(kExitConfig, config.error().reason));
   if (!options_.cache.empty()) config->cache_path = options_.cache;
   if (!options_.resolvers.empty()) {

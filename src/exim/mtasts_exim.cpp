@@ -184,7 +184,7 @@ mtasts::Engine* engine(std::string& error) {
 
   if (!s.config) {
     const std::string path = mtasts::default_config_path();
-    auto loaded = mtasts::load_config(path, false);
+    auto loaded = mtasts::load_config(path, mtasts::config_path_is_explicit());
     if (!loaded) {
       return give_up(fmt::format("config {}: {}", path, loaded.error().reason));
     }

@@ -137,6 +137,15 @@ const std::set<std::string_view> kDaemonKeys = {
     "max_request_line",
     "max_netstring",
     "max_connections",
+    "refresh",
+    "refresh_concurrency",
+    "refresh_scan_interval",
+    "refresh_ahead",
+    "refresh_retry_max",
+    "drop_unused_after",
+    "cdb_export",
+    "cdb_export_interval",
+    "metrics_listen",
 };
 
 const std::set<std::string_view> kSocketmapKeys = {
@@ -236,6 +245,32 @@ std::optional<Error> read_mode(const toml::table& table, std::string_view source
   return std::nullopt;
 }
 
+// cdb_export: "" (none) or an absolute path; the temporary file is written beside it.
+std::optional<Error> read_cdb_path(const toml::table& table, std::string_view source,
+                                   std::string& out) {
+  std::string value = out;
+  if (auto error = read_string(table, source, "cdb_export", value)) return error;
+  if (!value.empty() && (!value.starts_with('/') || value.ends_with('/'))) {
+    return config_error(source, table.get("cdb_export")->source(), "cdb_export",
+                        "must be an absolute file path (or \"\" for none)");
+  }
+  out = value;
+  return std::nullopt;
+}
+
+// One listen address "ADDR:PORT" / "[V6]:PORT", or "" for none.
+std::optional<Error> read_optional_listen(const toml::table& table, std::string_view source,
+                                          std::string_view key, std::string& out) {
+  std::string value = out;
+  if (auto error = read_string(table, source, key, value)) return error;
+  if (!value.empty()) {
+    auto parsed = parse_listen_address(value);
+    if (!parsed) return config_error(source, table.get(key)->source(), key, parsed.error().reason);
+  }
+  out = value;
+  return std::nullopt;
+}
+
 std::optional<Error> read_daemon(const toml::table& root, std::string_view source,
                                  DaemonConfig& daemon) {
   const toml::node* node = root.get("daemon");
@@ -243,6 +278,7 @@ std::optional<Error> read_daemon(const toml::table& root, std::string_view sourc
   const toml::table* table = node->as_table();
   if (table == nullptr) return config_error(source, node->source(), "daemon", "expected a table");
   if (auto error = check_keys(*table, source, kDaemonKeys, "daemon.")) return error;
+  constexpr std::int64_t kDay = 86400;
   std::int64_t read_ms = daemon.read_timeout.count();
   std::int64_t write_ms = daemon.write_timeout.count();
   std::int64_t idle_ms = daemon.idle_timeout.count();
@@ -264,9 +300,26 @@ std::optional<Error> read_daemon(const toml::table& root, std::string_view sourc
       read_integer(*table, source, "max_request_line", 64, 65536, daemon.max_request_line),
       read_integer(*table, source, "max_netstring", 64, 65536, daemon.max_netstring),
       read_integer(*table, source, "max_connections", 1, 1'000'000, daemon.max_connections),
+      read_bool(*table, source, "refresh", daemon.refresh),
+      read_integer(*table, source, "refresh_concurrency", 1, 1024, daemon.refresh_concurrency),
+      read_integer(*table, source, "refresh_scan_interval", 1, kDay, daemon.refresh_scan_interval),
+      read_integer(*table, source, "refresh_ahead", 0, kDay, daemon.refresh_timing.ahead),
+      read_integer(*table, source, "refresh_retry_max", 10, kDay, daemon.refresh_timing.retry_max),
+      read_integer(*table, source, "drop_unused_after", 0, 3650 * kDay,
+                   daemon.refresh_timing.drop_unused_after),
+      read_cdb_path(*table, source, daemon.cdb_export),
+      read_integer(*table, source, "cdb_export_interval", 1, 3600, daemon.cdb_export_interval),
+      read_optional_listen(*table, source, "metrics_listen", daemon.metrics_listen),
   };
   for (const auto& error : errors) {
     if (error) return error;
+  }
+  // Entries used only through the Exim module or the CLI show their use when they go stale
+  // (core/refresh_plan.hpp: observed_last_use); a shorter period would drop them in between.
+  if (daemon.refresh_timing.drop_unused_after != 0 &&
+      daemon.refresh_timing.drop_unused_after < 60) {
+    return config_error(source, table->get("drop_unused_after")->source(),
+                        "daemon.drop_unused_after", "must be 0 (never) or at least 60 seconds");
   }
   daemon.read_timeout = std::chrono::milliseconds(read_ms);
   daemon.write_timeout = std::chrono::milliseconds(write_ms);
@@ -323,6 +376,11 @@ Config default_config() {
   Config config;
   config.cache_path = MTASTS_DEFAULT_CACHE;
   return config;
+}
+
+bool config_path_is_explicit() {
+  const char* path = std::getenv("MTASTS_CONFIG");
+  return path != nullptr && *path != '\0';
 }
 
 std::string default_config_path() {

@@ -13,6 +13,7 @@
 
 #include "core/decide.hpp"
 #include "core/error.hpp"
+#include "core/refresh_plan.hpp"
 #include "core/socketmap.hpp"
 
 namespace mtasts {
@@ -38,6 +39,15 @@ struct DaemonConfig {
   std::size_t max_request_line = 1024;                // max_request_line: Exim request line, octets
   std::size_t max_netstring = 4096;    // max_netstring: socketmap request payload, octets
   std::size_t max_connections = 1000;  // max_connections: further clients wait in the backlog
+  // Proactive refresh (RFC 8461 §3.3), see core/refresh_plan.hpp.
+  bool refresh = true;                       // refresh: re-check cached policies before they expire
+  std::size_t refresh_concurrency = 8;       // refresh_concurrency: refreshes running at once
+  std::int64_t refresh_scan_interval = 300;  // refresh_scan_interval (s): walk the cache file
+  RefreshTiming refresh_timing;  // refresh_ahead, refresh_retry_max, drop_unused_after (s)
+  // Exim cdb export (design §2.5), see core/exim_cdb.hpp.
+  std::string cdb_export;                 // cdb_export: the file; "" = none
+  std::int64_t cdb_export_interval = 10;  // cdb_export_interval (s): rewritten at most this often
+  std::string metrics_listen;  // metrics_listen: Prometheus endpoint "ADDR:PORT"; "" = none
   // Socketmap names and their options ([socketmap.NAME]); without any table: {"postfix": {}}.
   std::map<std::string, SocketmapMapOptions> socketmaps{{"postfix", SocketmapMapOptions{}}};
   friend bool operator==(const DaemonConfig&, const DaemonConfig&) = default;
@@ -68,6 +78,9 @@ struct Config {
 // The config file used when none is named: $MTASTS_CONFIG, else the build default
 // (/etc/mtasts/mtasts.toml).
 [[nodiscard]] std::string default_config_path();
+// True when $MTASTS_CONFIG names the file: like a file named on the command line, it must exist
+// (only the built-in default path may be missing and mean "all defaults").
+[[nodiscard]] bool config_path_is_explicit();
 
 // Parses TOML text. Unknown keys and bad values are errors naming the source, line and key.
 [[nodiscard]] std::expected<Config, Error> parse_config(std::string_view toml_text,
