@@ -143,6 +143,10 @@ class FrontEnd:
 
     # -- the Exim module
     def exim_env(self, at: int = 0) -> dict[str, str]:
+        if at and eh.sanitized():
+            # Debian's libfaketime deadlocks with the preloaded ASan runtime inside exim4; the
+            # release build runs these rows, the sanitizer build runs them through the CLI.
+            pytest.skip("libfaketime and the ASan runtime deadlock inside exim4")
         env = {"MTASTS_CONFIG": str(self.config), **clock_env(at)}
         if eh.sanitized() and "LD_PRELOAD" not in env and (runtime := eh.asan_runtime()):
             env["LD_PRELOAD"] = runtime
