@@ -10,7 +10,7 @@ build_packages=(
   build-essential cmake ninja-build pkg-config git clang-format
   libboost1.81-dev libssl-dev libunbound-dev liblmdb-dev libidn2-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev libcdb-dev
   clang-16 libclang-rt-16-dev libfuzzer-16-dev
 )
 test_packages=(

@@ -45,6 +45,8 @@ Answer no_policy_answer(std::string reason) {
   return answer;
 }
 
+}  // namespace
+
 // STS-27, RFC 8461 §3.3: "MTAs SHOULD proactively refresh cached policies before they expire".
 // Re-checking the TXT id alone never renews a policy, so one that keeps its id is fetched again
 // from half its lifetime on, or from recheck_interval before it expires if that is earlier: one
@@ -54,6 +56,8 @@ UnixTime refresh_from(const CachedPolicy& policy, const Timing& timing) {
   const std::int64_t lifetime = policy.expires_at - policy.fetched_at;
   return std::min(policy.fetched_at + lifetime / 2, policy.expires_at - timing.recheck_interval);
 }
+
+namespace {
 
 // Next time DNS is consulted for a domain with a valid policy: the id is re-checked every
 // recheck_interval (STS-27), when the proactive refresh is due, and in any case when the policy

@@ -101,6 +101,11 @@ struct Decision {
 [[nodiscard]] bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
                                 UnixTime now, const Timing& timing);
 
+// From when a cached policy that keeps its id is fetched again (STS-27): half its lifetime, or
+// recheck_interval before it expires if that is earlier. should_fetch() fetches a same-id
+// policy only from then on; the daemon's refresh scheduler plans around it.
+[[nodiscard]] UnixTime refresh_from(const CachedPolicy& policy, const Timing& timing);
+
 // The decision proper. `fetch` must be present exactly when should_fetch() said so. The answer
 // is strict-neutral: pass it through apply_strict().
 [[nodiscard]] Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,

@@ -61,16 +61,18 @@ struct Backend::Pending {
 
 Backend::Backend(asio::any_io_executor executor, const Config& config,
                  std::shared_ptr<store::LmdbStore> store, std::shared_ptr<spdlog::logger> logger,
-                 std::shared_ptr<Counter> lookups)
+                 std::shared_ptr<Counter> lookups, std::shared_ptr<Activity> activity)
     : executor_(executor),
       strict_(config.strict),
       lookup_timeout_(config.lookup_timeout),
       store_(std::move(store)),
       logger_(logger),
       lookups_(std::move(lookups)),
+      activity_(std::move(activity)),
       resolver_(executor, resolver_options(config)),
       fetcher_(resolver_, fetcher_options(config)),
-      service_(executor, *store_, resolver_, fetcher_, system_now,
+      counting_fetcher_(fetcher_, activity_->metrics),
+      service_(executor, *store_, resolver_, counting_fetcher_, system_now,
                ServiceOptions{config.timing, config.strict, config.lookup_timeout},
                std::move(logger)) {}
 
@@ -102,10 +104,21 @@ LookupResult Backend::fallback(const std::string& domain, const std::string& fai
 asio::awaitable<void> Backend::run(std::shared_ptr<Backend> self, std::string domain,
                                    std::shared_ptr<Pending> pending) {
   pending->result = co_await self->service_.lookup(std::move(domain));
+  if (pending->result->source == AnswerSource::network) self->activity_->stored(*pending->result);
+}
+
+asio::awaitable<LookupResult> Backend::refresh(std::string domain) {
+  // The frame keeps this Backend alive for the refresh, as run() does for lookups.
+  std::shared_ptr<Backend> self = shared_from_this();
+  co_return co_await service_.refresh(std::move(domain));
 }
 
 asio::awaitable<LookupResult> Backend::lookup(std::string domain) {
-  if (auto hit = cached(domain)) co_return std::move(*hit);
+  const auto started = std::chrono::steady_clock::now();
+  if (auto hit = cached(domain)) {
+    activity_->answered(*hit, LookupPath::hit, std::chrono::steady_clock::now() - started);
+    co_return std::move(*hit);
+  }
 
   auto pending = std::make_shared<Pending>(executor_, lookup_timeout_);
   lookups_->add();
@@ -125,7 +138,11 @@ asio::awaitable<LookupResult> Backend::lookup(std::string domain) {
                    lookups->remove();
                  });
   co_await pending->done.async_wait(asio::as_tuple(asio::use_awaitable));
-  if (pending->result) co_return *pending->result;
+  if (pending->result) {
+    activity_->answered(*pending->result, LookupPath::miss,
+                        std::chrono::steady_clock::now() - started);
+    co_return *pending->result;
+  }
   std::string failure = pending->failure;
   if (failure.empty()) {
     failure = fmt::format(
@@ -133,7 +150,9 @@ asio::awaitable<LookupResult> Backend::lookup(std::string domain) {
         "lookup goes on in the background",
         lookup_timeout_.count());
   }
-  co_return fallback(domain, failure);
+  LookupResult result = fallback(domain, failure);
+  activity_->answered(result, LookupPath::timeout, std::chrono::steady_clock::now() - started);
+  co_return result;
 }
 
 }  // namespace mtasts::daemon

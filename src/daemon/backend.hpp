@@ -16,6 +16,8 @@
 #include "adapters/dns/unbound_resolver.hpp"
 #include "adapters/https/beast_policy_fetcher.hpp"
 #include "adapters/store/lmdb_store.hpp"
+#include "daemon/activity.hpp"
+#include "daemon/counting_fetcher.hpp"
 #include "service/config.hpp"
 #include "service/policy_service.hpp"
 
@@ -44,10 +46,11 @@ class Counter {
 
 class Backend : public std::enable_shared_from_this<Backend> {
  public:
-  // `lookups` counts lookups running in the background (it must outlive them).
+  // `lookups` counts lookups running in the background (it must outlive them); `activity`
+  // hears of every answered request and counts the fetches.
   Backend(asio::any_io_executor executor, const Config& config,
           std::shared_ptr<store::LmdbStore> store, std::shared_ptr<spdlog::logger> logger,
-          std::shared_ptr<Counter> lookups);
+          std::shared_ptr<Counter> lookups, std::shared_ptr<Activity> activity);
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
 
@@ -56,6 +59,11 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // background (its result is cached for the next request) while this request is answered from
   // the cache as for a temporary DNS failure, never a silent downgrade of a cached policy.
   asio::awaitable<LookupResult> lookup(std::string domain);
+
+  // The proactive refresh of one cached domain: DNS now, a fetch when should_fetch() says so,
+  // shared with a lookup of the same domain in flight. No deadline of its own beyond the DNS
+  // and fetch deadlines; the caller runs it in the background.
+  asio::awaitable<LookupResult> refresh(std::string domain);
 
   [[nodiscard]] const std::shared_ptr<store::LmdbStore>& store() const { return store_; }
 
@@ -72,8 +80,10 @@ class Backend : public std::enable_shared_from_this<Backend> {
   std::shared_ptr<store::LmdbStore> store_;
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<Counter> lookups_;
+  std::shared_ptr<Activity> activity_;
   dns::UnboundResolver resolver_;
   https::BeastPolicyFetcher fetcher_;
+  CountingFetcher counting_fetcher_;
   PolicyService service_;
 };
 

@@ -28,6 +28,9 @@ constexpr std::string_view kLogName = "mtastsd";
 std::expected<std::shared_ptr<store::LmdbStore>, Error> open_store(const Config& config) {
   store::LmdbStore::Options options;
   options.max_map_size = config.max_map_bytes;
+  // Every active domain stays decoded (about 2 KiB each): a warm lookup then reads no LMDB
+  // record and parses no JSON while nothing was committed (bench/daemon_bench.py).
+  options.memo_entries = std::size_t{1} << 16;
   auto opened = store::LmdbStore::open(config.cache_path, options);
   if (!opened) return std::unexpected(opened.error());
   return std::shared_ptr<store::LmdbStore>(std::move(*opened));
@@ -84,9 +87,21 @@ asio::awaitable<void> accept_loop(Acceptor& acceptor, Protocol protocol, std::st
 Daemon::Daemon(std::string config_path, Config config, std::shared_ptr<spdlog::logger> logger)
     : config_path_(std::move(config_path)),
       state_(io_.get_executor()),
-      lookups_(std::make_shared<Counter>(io_.get_executor())) {
+      lookups_(std::make_shared<Counter>(io_.get_executor())),
+      activity_(std::make_shared<Activity>()),
+      start_time_(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                      .count()) {
   state_.config = std::make_shared<const Config>(std::move(config));
   state_.logger = std::move(logger);
+}
+
+std::string Daemon::render_metrics() const {
+  Gauges gauges;
+  gauges.open_connections = state_.connections.size();
+  gauges.background_lookups = lookups_->value();
+  gauges.start_time = start_time_;
+  if (refresher_) refresher_->fill(gauges);
+  return activity_->metrics.render(gauges);
 }
 
 Daemon::~Daemon() = default;
@@ -118,6 +133,14 @@ int Daemon::run() {
     return kExitOsError;
   }
   listeners_ = std::move(*listeners);
+  if (!config.daemon.metrics_listen.empty()) {
+    auto opened = MetricsServer::open(io_, config.daemon.metrics_listen);
+    if (!opened) {
+      log.critical("{}", opened.error());
+      return kExitOsError;
+    }
+    metrics_server_ = std::move(*opened);
+  }
 
   if (!config.daemon.user.empty()) {
     if (auto dropped = drop_privileges(config.daemon.user, config.daemon.group); !dropped) {
@@ -133,7 +156,33 @@ int Daemon::run() {
   }
   log_notices(**store, log);
   state_.backend = std::make_shared<Backend>(io_.get_executor(), config, std::move(*store),
-                                             state_.logger, lookups_);
+                                             state_.logger, lookups_, activity_);
+  worker_ = std::make_unique<Worker>();
+  refresher_ =
+      std::make_unique<Refresher>(io_.get_executor(), state_, *worker_, lookups_, *activity_);
+  exporter_ = std::make_unique<CdbExporter>(io_.get_executor(), state_, *worker_, *activity_);
+  activity_->refresher = refresher_.get();
+  activity_->exporter = exporter_.get();
+  refresher_->start();
+  exporter_->start();
+  if (metrics_server_) {
+    metrics_server_->start([this] { return render_metrics(); },
+                           [this](const std::string& error) { state_.logger->error("{}", error); });
+    log.info("serving metrics on {}/metrics", metrics_server_->description());
+  }
+  if (config.daemon.refresh) {
+    const std::int64_t unused = config.daemon.refresh_timing.drop_unused_after;
+    log.info("refresh: on, {} at a time, cache walked every {} s, {}",
+             config.daemon.refresh_concurrency, config.daemon.refresh_scan_interval,
+             unused == 0 ? std::string("unused entries kept")
+                         : fmt::format("entries unused for {} s dropped", unused));
+  } else {
+    log.info("refresh: off (refresh = false)");
+  }
+  if (!config.daemon.cdb_export.empty()) {
+    log.info("cdb export: {} (rewritten at most every {} s)", config.daemon.cdb_export,
+             config.daemon.cdb_export_interval);
+  }
 
   signals_ = std::make_unique<asio::signal_set>(io_, SIGTERM, SIGINT, SIGHUP);
   asio::co_spawn(io_, handle_signals(), log_exception(state_.logger, "signal handler"));
@@ -184,6 +233,9 @@ asio::awaitable<void> Daemon::stop() {
     if (listener.tcp_acceptor) listener.tcp_acceptor->close(ignored);
   }
   state_.connections.close_idle();
+  if (refresher_) refresher_->stop();
+  if (exporter_) exporter_->stop();
+  if (metrics_server_) metrics_server_->stop();
   const auto& settings = state_.config->daemon;
   const auto drained_by = Clock::now() + settings.shutdown_timeout;
   if (!co_await state_.connections.counter().wait_zero(drained_by)) {
@@ -239,8 +291,8 @@ void Daemon::reload() {
         "reload: socket, listener, ownership and user settings take effect at the next "
         "start");
   }
-  state_.backend =
-      std::make_shared<Backend>(io_.get_executor(), *next, std::move(store), logger, lookups_);
+  state_.backend = std::make_shared<Backend>(io_.get_executor(), *next, std::move(store), logger,
+                                             lookups_, activity_);
   state_.logger = std::move(logger);
   state_.config = std::move(next);
   state_.logger->info("reloaded {}", config_path_);

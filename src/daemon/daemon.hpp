@@ -3,7 +3,8 @@
 // need be), drop privileges, open the cache, build the backend, READY=1. Signals: SIGTERM and
 // SIGINT stop gracefully (stop accepting, close idle connections, let busy ones finish within
 // shutdown_timeout_ms, then close the rest); SIGHUP reloads the config file (an invalid file is
-// logged and the running configuration kept).
+// logged and the running configuration kept). Beside the sessions run the proactive refresh
+// (refresher.hpp), the cdb export (cdb_export.hpp) and the metrics endpoint (metrics_server.hpp).
 #pragma once
 
 #include <memory>
@@ -14,8 +15,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "daemon/activity.hpp"
+#include "daemon/cdb_export.hpp"
 #include "daemon/listeners.hpp"
+#include "daemon/metrics_server.hpp"
+#include "daemon/refresher.hpp"
 #include "daemon/state.hpp"
+#include "daemon/worker.hpp"
 #include "service/config.hpp"
 
 namespace mtasts::daemon {
@@ -43,14 +49,21 @@ class Daemon {
   asio::awaitable<void> stop();
   void reload();
   void spawn_accept_loop(Listener& listener);
+  [[nodiscard]] std::string render_metrics() const;
 
   // Declared first so it is destroyed last: everything below holds I/O objects on it.
   asio::io_context io_{1};
   std::string config_path_;
   State state_;
-  std::shared_ptr<Counter> lookups_;
+  std::shared_ptr<Counter> lookups_;  // background lookups and refreshes
+  std::shared_ptr<Activity> activity_;
   std::vector<Listener> listeners_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<Worker> worker_;  // before its users, so it is joined after them
+  std::unique_ptr<Refresher> refresher_;
+  std::unique_ptr<CdbExporter> exporter_;
   std::unique_ptr<asio::signal_set> signals_;
+  double start_time_ = 0;
   bool abandoned_ = false;  // stop gave up on lookups that did not finish
 };
 

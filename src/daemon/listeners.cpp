@@ -231,7 +231,8 @@ bool listener_settings_differ(const DaemonConfig& a, const DaemonConfig& b) {
   return a.exim_socket != b.exim_socket || a.socketmap_socket != b.socketmap_socket ||
          a.exim_listen != b.exim_listen || a.socketmap_listen != b.socketmap_listen ||
          a.socket_owner != b.socket_owner || a.socket_group != b.socket_group ||
-         a.socket_mode != b.socket_mode || a.user != b.user || a.group != b.group;
+         a.socket_mode != b.socket_mode || a.user != b.user || a.group != b.group ||
+         a.metrics_listen != b.metrics_listen;
 }
 
 }  // namespace mtasts::daemon

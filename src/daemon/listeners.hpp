@@ -38,7 +38,8 @@ struct Listener {
     asio::io_context& io, const DaemonConfig& config,
     const std::vector<InheritedSocket>& inherited);
 
-// True when the settings that only take effect at start (sockets, ownership, user) differ.
+// True when the settings that only take effect at start (sockets, ownership, user, the metrics
+// listener) differ.
 [[nodiscard]] bool listener_settings_differ(const DaemonConfig& a, const DaemonConfig& b);
 
 }  // namespace mtasts::daemon

@@ -78,6 +78,38 @@ report_testing = true
   EXPECT_EQ(d.socketmaps.at("tlsrpt"), (SocketmapMapOptions{false, true, true, true}));
 }
 
+TEST(Config, refresh_cdb_and_metrics_keys) {
+  const Config defaults = *parse("");
+  EXPECT_TRUE(defaults.daemon.refresh);
+  EXPECT_EQ(defaults.daemon.refresh_concurrency, 8u);
+  EXPECT_EQ(defaults.daemon.refresh_scan_interval, 300);
+  EXPECT_EQ(defaults.daemon.refresh_timing, RefreshTiming{});
+  EXPECT_EQ(defaults.daemon.refresh_timing.drop_unused_after, 30 * 86400);
+  EXPECT_EQ(defaults.daemon.cdb_export, "");
+  EXPECT_EQ(defaults.daemon.cdb_export_interval, 10);
+  EXPECT_EQ(defaults.daemon.metrics_listen, "");
+  auto config = parse(R"([daemon]
+refresh = false
+refresh_concurrency = 2
+refresh_scan_interval = 1
+refresh_ahead = 0
+refresh_retry_max = 60
+drop_unused_after = 0
+cdb_export = "/var/lib/mtasts/exim.cdb"
+cdb_export_interval = 1
+metrics_listen = "[::1]:9461"
+)");
+  ASSERT_TRUE(config) << config.error().reason;
+  const DaemonConfig& d = config->daemon;
+  EXPECT_FALSE(d.refresh);
+  EXPECT_EQ(d.refresh_concurrency, 2u);
+  EXPECT_EQ(d.refresh_scan_interval, 1);
+  EXPECT_EQ(d.refresh_timing, (RefreshTiming{0, 60, 0}));
+  EXPECT_EQ(d.cdb_export, "/var/lib/mtasts/exim.cdb");
+  EXPECT_EQ(d.cdb_export_interval, 1);
+  EXPECT_EQ(d.metrics_listen, "[::1]:9461");
+}
+
 TEST(Config, socket_mode_as_toml_octal) {
   auto config = parse("[daemon]\nsocket_mode = 0o640\n");
   ASSERT_TRUE(config) << config.error().reason;
@@ -119,6 +151,19 @@ TEST(Config, bad_daemon_values_name_file_line_and_key) {
        "needs tlsrpt = true"},
       {"bad map name", "[socketmap.\"a b\"]\n", "a map name is"},
       {"socketmap not a table", "socketmap = 1\n", "expected tables"},
+      {"refresh not bool", "[daemon]\nrefresh = 1\n", "test.toml:2: refresh: expected true"},
+      {"refresh concurrency 0", "[daemon]\nrefresh_concurrency = 0\n",
+       "refresh_concurrency: 0 is out of range"},
+      {"scan interval 0", "[daemon]\nrefresh_scan_interval = 0\n", "refresh_scan_interval"},
+      {"retry max too small", "[daemon]\nrefresh_retry_max = 1\n", "refresh_retry_max"},
+      {"drop unused too soon", "[daemon]\ndrop_unused_after = 30\n",
+       "test.toml:2: daemon.drop_unused_after: must be 0 (never) or at least 60"},
+      {"relative cdb", "[daemon]\ncdb_export = \"exim.cdb\"\n",
+       "test.toml:2: cdb_export: must be an absolute file path"},
+      {"cdb a directory", "[daemon]\ncdb_export = \"/var/lib/mtasts/\"\n", "cdb_export"},
+      {"cdb interval 0", "[daemon]\ncdb_export_interval = 0\n", "cdb_export_interval"},
+      {"metrics without port", "[daemon]\nmetrics_listen = \"127.0.0.1\"\n",
+       "test.toml:2: metrics_listen: listen address"},
   };
   for (const BadRow& row : rows) {
     SCOPED_TRACE(row.name);
