@@ -54,6 +54,11 @@ class Exim:
     the transports and the retry rule are the same."""
 
     def __init__(self, env: dict, name: str, variant: str = "dlfunc"):
+        if variant == "dlfunc" and eh.sanitized():
+            # Exim re-executes itself for each delivery and, having given up root for -C, loses
+            # LD_PRELOAD: the ASan-built module then cannot load. The release build covers it;
+            # the sanitizer build still runs the readsocket variant and test_exim_dlfunc.py.
+            pytest.skip("an ASan-built module cannot load in Exim's re-executed delivery process")
         self.env = env
         self.dir = env["work"] / "exim" / f"{variant}-{name}"
         self.dir.mkdir(parents=True)

@@ -323,6 +323,10 @@ std::expected<std::shared_ptr<Environment>, int> Environment::open(const std::st
   Registry& reg = registry();
   std::lock_guard lock(reg.mutex);
   std::erase_if(reg.envs, [](const auto& item) { return item.second.expired(); });
+  // The caller's stat() came before this lock: another thread of ours may have created the file
+  // and its environment meanwhile, and a second environment would break LMDB's locking.
+  struct stat created {};
+  if (existing == nullptr && ::stat(path.c_str(), &created) == 0) existing = &created;
   if (existing != nullptr) {
     // One environment per file per process: a second one would break LMDB's fcntl locking.
     if (auto it = reg.envs.find({existing->st_dev, existing->st_ino}); it != reg.envs.end()) {
