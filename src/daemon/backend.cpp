@@ -9,6 +9,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "core/domain.hpp"
 #include "service/engine.hpp"
 
 namespace mtasts::daemon {
@@ -105,6 +106,28 @@ asio::awaitable<void> Backend::run(std::shared_ptr<Backend> self, std::string do
                                    std::shared_ptr<Pending> pending) {
   pending->result = co_await self->service_.lookup(std::move(domain));
   if (pending->result->source == AnswerSource::network) self->activity_->stored(*pending->result);
+}
+
+asio::awaitable<std::vector<std::string>> Backend::mx_hosts(std::string domain) {
+  std::shared_ptr<Backend> self = shared_from_this();
+  const dns::Answer<dns::MxRecord> answer = co_await resolver_.mx(domain);
+  std::vector<std::string> hosts;
+  if (answer.status != dns::Status::ok) {
+    if (answer.status != dns::Status::nodata && answer.status != dns::Status::nxdomain) {
+      logger_->warn("MX lookup of {} for the socketmap match list failed ({}{}{}); its \"*.\" "
+                    "patterns are passed as written, so Postfix defers",
+                    domain, dns::to_string(answer.status), answer.detail.empty() ? "" : ": ",
+                    answer.detail);
+    }
+    co_return hosts;
+  }
+  hosts.reserve(answer.records.size());
+  // Only well-formed host names go into the reply: an MX name with a space or ':' in a label
+  // would otherwise split Postfix's match list.
+  for (const dns::MxRecord& record : answer.records) {
+    if (auto host = normalize_domain(record.host)) hosts.push_back(std::move(*host));
+  }
+  co_return hosts;
 }
 
 asio::awaitable<LookupResult> Backend::refresh(std::string domain) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <spdlog/logger.h>
 #include <boost/asio/steady_timer.hpp>
@@ -64,6 +65,11 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // shared with a lookup of the same domain in flight. No deadline of its own beyond the DNS
   // and fetch deadlines; the caller runs it in the background.
   asio::awaitable<LookupResult> refresh(std::string domain);
+
+  // The domain's MX host names (normalized), for Postfix's match= where the policy has "*."
+  // patterns. Empty when the lookup fails or times out (the resolver's deadline): the pattern is
+  // then passed as written, which matches no certificate, so Postfix defers.
+  asio::awaitable<std::vector<std::string>> mx_hosts(std::string domain);
 
   [[nodiscard]] const std::shared_ptr<store::LmdbStore>& store() const { return store_; }
 

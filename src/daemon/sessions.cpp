@@ -208,7 +208,15 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
     if (result.entry->policy) policy_text = result.entry->policy->text;
     if (!result.entry->last_error.empty()) last_error = result.entry->last_error;
   }
-  std::string reply = socketmap_reply(*domain, result.answer, policy_text, last_error, map->second);
+  // Postfix's match= has no one-label wildcard: "*." patterns become the MX hosts they match.
+  std::vector<std::string> mx_hosts;
+  if (result.answer.kind == AnswerKind::policy && has_wildcard_pattern(result.answer.mx) &&
+      (result.answer.mode == Mode::enforce ||
+       (result.answer.mode == Mode::testing && map->second.enforce_testing))) {
+    mx_hosts = co_await backend->mx_hosts(*domain);
+  }
+  std::string reply =
+      socketmap_reply(*domain, result.answer, policy_text, last_error, map->second, mx_hosts);
   state.logger->debug("socketmap: {} -> {} ({})", quote_input(payload), quote_input(reply, 200),
                       source_name(result.source));
   co_return reply;

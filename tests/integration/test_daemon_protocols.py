@@ -33,7 +33,9 @@ DAEMON = eh.build_dir() / "src" / "daemon" / "mtastsd"
 
 ENFORCE_MX = "mx1.enforce.example:*.mail.enforce.example"
 ENFORCE_IGNORE = r"<; ! ^mx1\.enforce\.example$ ; ! ^[^.]+\.mail\.enforce\.example$ ; *"
-ENFORCE_MATCH = "match=*.mail.enforce.example:mx1.enforce.example"
+# Postfix has no one-label wildcard in match=: the policy's *.mail.enforce.example becomes the MX
+# host it matches (mx2.mail.enforce.example, from the domain's MX RRset), sorted.
+ENFORCE_MATCH = "match=mx1.enforce.example:mx2.mail.enforce.example"
 
 # request line -> answer (design §2.1; the same strings as the dlfunc module)
 EXIM_GOLDEN = {

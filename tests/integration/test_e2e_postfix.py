@@ -136,12 +136,6 @@ KNOWN = {
     # STS-36: Postfix falls back to the subject CN when the certificate has no DNS SAN.
     "enforce-cnonly": "Postfix 3.7 accepts a CN-only certificate (no DNS SAN) for the MX name "
                       "(STS-36)",
-    # STS-33: mtastsd passes the pattern *.mx.test to match= as written; Postfix 3.7 compares a
-    # match= name with the certificate's names literally (only a certificate for *.mx.test
-    # itself would match), so a certificate for good.mx.test never does and the mail waits.
-    "enforce-wildcard": "mtastsd answers match=*.mx.test, which Postfix 3.7 matches literally "
-                        "(no one-label wildcard in match=): the good MX good.mx.test is "
-                        "refused and the mail waits (STS-33)",
 }
 
 
