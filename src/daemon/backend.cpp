@@ -7,6 +7,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "core/domain.hpp"
@@ -61,8 +62,9 @@ struct Backend::Pending {
 };
 
 Backend::Backend(asio::any_io_executor executor, const Config& config,
-                 std::shared_ptr<store::LmdbStore> store, std::shared_ptr<spdlog::logger> logger,
-                 std::shared_ptr<Counter> lookups, std::shared_ptr<Activity> activity)
+                 std::shared_ptr<store::WriteBehindStore> store,
+                 std::shared_ptr<spdlog::logger> logger, std::shared_ptr<Counter> lookups,
+                 std::shared_ptr<Activity> activity)
     : executor_(executor),
       strict_(config.strict),
       lookup_timeout_(config.lookup_timeout),
@@ -104,8 +106,31 @@ LookupResult Backend::fallback(const std::string& domain, const std::string& fai
 
 asio::awaitable<void> Backend::run(std::shared_ptr<Backend> self, std::string domain,
                                    std::shared_ptr<Pending> pending) {
-  pending->result = co_await self->service_.lookup(std::move(domain));
-  if (pending->result->source == AnswerSource::network) self->activity_->stored(*pending->result);
+  LookupResult result = co_await self->service_.lookup(std::move(domain));
+  if (result.source == AnswerSource::network) {
+    // The client hears the answer once it is in the file (CLI and Exim see it then too).
+    co_await self->committed();
+    self->activity_->stored(result);
+  }
+  pending->result = std::move(result);
+}
+
+asio::awaitable<void> Backend::committed() {
+  struct Wait {
+    explicit Wait(asio::any_io_executor executor)
+        : timer(std::move(executor), asio::steady_timer::time_point::max()) {}
+    asio::steady_timer timer;
+    bool done = false;
+  };
+  auto wait = std::make_shared<Wait>(executor_);
+  // Called on the store's writer thread: hand over to the event loop.
+  store_->when_committed([wait, executor = executor_] {
+    asio::post(executor, [wait] {
+      wait->done = true;
+      wait->timer.cancel();
+    });
+  });
+  if (!wait->done) co_await wait->timer.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
 asio::awaitable<std::vector<std::string>> Backend::mx_hosts(std::string domain) {
@@ -114,10 +139,10 @@ asio::awaitable<std::vector<std::string>> Backend::mx_hosts(std::string domain) 
   std::vector<std::string> hosts;
   if (answer.status != dns::Status::ok) {
     if (answer.status != dns::Status::nodata && answer.status != dns::Status::nxdomain) {
-      logger_->warn("MX lookup of {} for the socketmap match list failed ({}{}{}); its \"*.\" "
-                    "patterns are passed as written, so Postfix defers",
-                    domain, dns::to_string(answer.status), answer.detail.empty() ? "" : ": ",
-                    answer.detail);
+      logger_->warn(
+          "MX lookup of {} for the socketmap match list failed ({}{}{}); its \"*.\" "
+          "patterns are passed as written, so Postfix defers",
+          domain, dns::to_string(answer.status), answer.detail.empty() ? "" : ": ", answer.detail);
     }
     co_return hosts;
   }

@@ -16,7 +16,7 @@
 #include "adapters/asio.hpp"
 #include "adapters/dns/unbound_resolver.hpp"
 #include "adapters/https/beast_policy_fetcher.hpp"
-#include "adapters/store/lmdb_store.hpp"
+#include "adapters/store/write_behind_store.hpp"
 #include "daemon/activity.hpp"
 #include "daemon/counting_fetcher.hpp"
 #include "service/config.hpp"
@@ -50,7 +50,7 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // `lookups` counts lookups running in the background (it must outlive them); `activity`
   // hears of every answered request and counts the fetches.
   Backend(asio::any_io_executor executor, const Config& config,
-          std::shared_ptr<store::LmdbStore> store, std::shared_ptr<spdlog::logger> logger,
+          std::shared_ptr<store::WriteBehindStore> store, std::shared_ptr<spdlog::logger> logger,
           std::shared_ptr<Counter> lookups, std::shared_ptr<Activity> activity);
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
@@ -71,19 +71,21 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // then passed as written, which matches no certificate, so Postfix defers.
   asio::awaitable<std::vector<std::string>> mx_hosts(std::string domain);
 
-  [[nodiscard]] const std::shared_ptr<store::LmdbStore>& store() const { return store_; }
+  [[nodiscard]] const std::shared_ptr<store::WriteBehindStore>& store() const { return store_; }
 
  private:
   struct Pending;
   static asio::awaitable<void> run(std::shared_ptr<Backend> self, std::string domain,
                                    std::shared_ptr<Pending> pending);
+  // Resumes when every entry saved so far is committed to the LMDB file (group commit).
+  asio::awaitable<void> committed();
   std::optional<LookupResult> cached(const std::string& domain);
   LookupResult fallback(const std::string& domain, const std::string& failure);
 
   asio::any_io_executor executor_;
   bool strict_;
   std::chrono::milliseconds lookup_timeout_;
-  std::shared_ptr<store::LmdbStore> store_;
+  std::shared_ptr<store::WriteBehindStore> store_;
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<Counter> lookups_;
   std::shared_ptr<Activity> activity_;

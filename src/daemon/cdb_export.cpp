@@ -95,7 +95,7 @@ asio::awaitable<void> CdbExporter::export_now(const std::string& path, bool stri
     std::size_t domains = 0;
     UnixTime valid_until = std::numeric_limits<UnixTime>::max();
   };
-  std::shared_ptr<store::LmdbStore> store = state_.backend->store();
+  std::shared_ptr<store::WriteBehindStore> store = state_.backend->store();
   const UnixTime now = system_now();
   // A named job: g++ 12 destroys a lambda temporary inside a co_await expression twice.
   auto build = [store, path, strict, now, written = written_] {

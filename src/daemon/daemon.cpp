@@ -25,7 +25,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kLogName = "mtastsd";
 
-std::expected<std::shared_ptr<store::LmdbStore>, Error> open_store(const Config& config) {
+// The LMDB cache behind a write-behind queue: a commit's sync never blocks the event loop.
+std::expected<std::shared_ptr<store::WriteBehindStore>, Error> open_store(
+    const Config& config, std::shared_ptr<spdlog::logger> logger) {
   store::LmdbStore::Options options;
   options.max_map_size = config.max_map_bytes;
   // Every active domain stays decoded (about 2 KiB each): a warm lookup then reads no LMDB
@@ -33,10 +35,12 @@ std::expected<std::shared_ptr<store::LmdbStore>, Error> open_store(const Config&
   options.memo_entries = std::size_t{1} << 16;
   auto opened = store::LmdbStore::open(config.cache_path, options);
   if (!opened) return std::unexpected(opened.error());
-  return std::shared_ptr<store::LmdbStore>(std::move(*opened));
+  return std::make_shared<store::WriteBehindStore>(
+      std::shared_ptr<store::LmdbStore>(std::move(*opened)),
+      [logger = std::move(logger)](const std::string& failure) { logger->error("{}", failure); });
 }
 
-void log_notices(store::LmdbStore& store, spdlog::logger& logger) {
+void log_notices(store::WriteBehindStore& store, spdlog::logger& logger) {
   for (const std::string& notice : store.take_notices()) logger.warn("{}", notice);
 }
 
@@ -149,7 +153,7 @@ int Daemon::run() {
     }
   }
 
-  auto store = open_store(config);
+  auto store = open_store(config, state_.logger);
   if (!store) {
     log.critical("cache {}: {}", config.cache_path, store.error().reason);
     return kExitCache;
@@ -196,6 +200,8 @@ int Daemon::run() {
 
   io_.run();
 
+  // What the write-behind queue holds is committed before the exit (also on the _Exit below).
+  state_.backend->store()->flush();
   for (const Listener& listener : listeners_) {
     if (!listener.created_path.empty()) ::unlink(listener.created_path.c_str());
   }
@@ -269,13 +275,13 @@ void Daemon::reload() {
   if (next->log_level != current.log_level || next->log_target != current.log_target) {
     logger = make_logger(kLogName, next->log_target, next->log_level);
   }
-  std::shared_ptr<store::LmdbStore> store = state_.backend->store();
+  std::shared_ptr<store::WriteBehindStore> store = state_.backend->store();
   if (next->cache_path != current.cache_path || next->max_map_bytes != current.max_map_bytes) {
     // One LMDB environment per file per process (style §2.7): a new one only for a new file.
     if (next->cache_path == current.cache_path) {
       logger->warn("reload: max_cache_bytes takes effect at the next start");
     } else {
-      auto opened = open_store(*next);
+      auto opened = open_store(*next, logger);
       if (!opened) {
         logger->error("reload: cache {}: {}; keeping the running configuration", next->cache_path,
                       opened.error().reason);

@@ -303,7 +303,7 @@ void Refresher::adopt_cache(const std::string& cache_path) {
 asio::awaitable<void> Refresher::scan() {
   const std::shared_ptr<const Config> config = state_.config;
   if (!config->daemon.refresh) co_return;
-  std::shared_ptr<store::LmdbStore> store = state_.backend->store();
+  std::shared_ptr<store::WriteBehindStore> store = state_.backend->store();
   adopt_cache(store->path());
   const auto began = std::chrono::steady_clock::now();
   // Jobs are named locals: g++ 12 destroys a lambda temporary inside a co_await expression
@@ -348,7 +348,7 @@ asio::awaitable<void> Refresher::scan() {
   }
 }
 
-asio::awaitable<void> Refresher::drop(std::shared_ptr<store::LmdbStore> store,
+asio::awaitable<void> Refresher::drop(std::shared_ptr<store::WriteBehindStore> store,
                                       std::vector<std::string> domains) {
   struct Outcome {
     std::vector<std::string> erased;

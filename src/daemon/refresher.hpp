@@ -78,7 +78,7 @@ class Refresher {
   asio::awaitable<void> scan_loop();
   asio::awaitable<void> dispatch_loop();
   asio::awaitable<void> scan();
-  asio::awaitable<void> drop(std::shared_ptr<store::LmdbStore> store,
+  asio::awaitable<void> drop(std::shared_ptr<store::WriteBehindStore> store,
                              std::vector<std::string> domains);
   void start_refresh(const std::string& domain, Tracked& tracked, UnixTime now);
   void finish(const std::string& domain, UnixTime started, const LookupResult* result,

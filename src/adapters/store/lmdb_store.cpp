@@ -114,17 +114,44 @@ layout::Decoded LmdbStore::decode_memoized(std::string_view domain, const layout
 }
 
 std::expected<void, Error> LmdbStore::save(std::string_view domain, const CacheEntry& entry) {
-  if (auto valid = check_domain(domain); !valid) return std::unexpected(valid.error());
-  auto encoded = layout::encode(entry);
-  if (!encoded) return std::unexpected(encoded.error());
-  const auto keys = keys_of(domain);
   // Every key of the domain in one transaction: readers see the old entry or the new one.
-  return db_.write([&](lmdb::WriteTxn& txn) -> int {
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (const auto& value = encoded->values[i]) {
-        if (auto put = txn.put(keys[i], *value); !put) return put.error();
-      } else if (auto del = txn.del(keys[i]); !del) {
-        return del.error();
+  auto saved = save_all({{std::string(domain), entry}});
+  if (!saved) return std::unexpected(saved.error());
+  if (!saved->rejected.empty()) return std::unexpected(saved->rejected.front().second);
+  return {};
+}
+
+std::expected<LmdbStore::SaveAllResult, Error> LmdbStore::save_all(
+    const std::vector<std::pair<std::string, CacheEntry>>& entries) {
+  SaveAllResult result;
+  struct Prepared {
+    std::array<std::string, kFields.size()> keys;
+    layout::Encoded encoded;
+  };
+  std::vector<Prepared> prepared;
+  prepared.reserve(entries.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& [domain, entry] = entries[i];
+    if (auto valid = check_domain(domain); !valid) {
+      result.rejected.emplace_back(i, valid.error());
+      continue;
+    }
+    auto encoded = layout::encode(entry);
+    if (!encoded) {
+      result.rejected.emplace_back(i, encoded.error());
+      continue;
+    }
+    prepared.push_back(Prepared{keys_of(domain), std::move(*encoded)});
+  }
+  if (prepared.empty()) return result;
+  auto written = db_.write([&](lmdb::WriteTxn& txn) -> int {
+    for (const Prepared& one : prepared) {
+      for (std::size_t i = 0; i < one.keys.size(); ++i) {
+        if (const auto& value = one.encoded.values[i]) {
+          if (auto put = txn.put(one.keys[i], *value); !put) return put.error();
+        } else if (auto del = txn.del(one.keys[i]); !del) {
+          return del.error();
+        }
       }
     }
     auto schema = txn.get(layout::kSchemaKey);
@@ -132,6 +159,8 @@ std::expected<void, Error> LmdbStore::save(std::string_view domain, const CacheE
     if (!*schema) return put_schema(txn);
     return MDB_SUCCESS;
   });
+  if (!written) return std::unexpected(written.error());
+  return result;
 }
 
 std::expected<bool, Error> LmdbStore::erase(std::string_view domain) {

@@ -41,6 +41,14 @@ class LmdbStore final : public PolicyStore {
   [[nodiscard]] std::expected<void, Error> save(std::string_view domain,
                                                 const CacheEntry& entry) override;
   [[nodiscard]] std::expected<bool, Error> erase(std::string_view domain) override;
+  // Several domains in one write transaction (one commit, one sync): all of them or none. An
+  // entry that cannot be stored (bad domain, unencodable) is left out and its error returned in
+  // `rejected`, by position; the others are still written.
+  struct SaveAllResult {
+    std::vector<std::pair<std::size_t, Error>> rejected;
+  };
+  [[nodiscard]] std::expected<SaveAllResult, Error> save_all(
+      const std::vector<std::pair<std::string, CacheEntry>>& entries);
   [[nodiscard]] std::expected<std::vector<std::pair<std::string, CacheEntry>>, Error> list()
       override;
 
