@@ -1,5 +1,6 @@
 #include "daemon/backend.hpp"
 
+#include <algorithm>
 #include <exception>
 #include <utility>
 
@@ -134,24 +135,37 @@ asio::awaitable<void> Backend::committed() {
 }
 
 asio::awaitable<std::vector<std::string>> Backend::mx_hosts(std::string domain) {
+  const auto now = std::chrono::steady_clock::now();
+  if (const auto found = mx_memo_.find(domain); found != mx_memo_.end()) {
+    if (found->second.until > now) co_return found->second.hosts;
+    mx_memo_.erase(found);
+  }
   std::shared_ptr<Backend> self = shared_from_this();
   const dns::Answer<dns::MxRecord> answer = co_await resolver_.mx(domain);
   std::vector<std::string> hosts;
-  if (answer.status != dns::Status::ok) {
-    if (answer.status != dns::Status::nodata && answer.status != dns::Status::nxdomain) {
-      logger_->warn(
-          "MX lookup of {} for the socketmap match list failed ({}{}{}); its \"*.\" "
-          "patterns are passed as written, so Postfix defers",
-          domain, dns::to_string(answer.status), answer.detail.empty() ? "" : ": ", answer.detail);
+  // How long the answer is reused: the DNS TTL within bounds for data; a minute for "no MX"; a
+  // few seconds for a failure, so a broken zone does not cost a query per request.
+  std::chrono::seconds keep{5};
+  if (answer.status == dns::Status::ok) {
+    keep = std::clamp(std::chrono::seconds(answer.ttl), kMxMemoMinimum, kMxMemoMaximum);
+    hosts.reserve(answer.records.size());
+    // Only well-formed host names go into the reply: an MX name with a space or ':' in a label
+    // would otherwise split Postfix's match list.
+    for (const dns::MxRecord& record : answer.records) {
+      if (auto host = normalize_domain(record.host)) hosts.push_back(std::move(*host));
     }
-    co_return hosts;
+  } else if (answer.status == dns::Status::nodata || answer.status == dns::Status::nxdomain) {
+    keep = std::chrono::seconds(60);
+  } else {
+    logger_->warn(
+        "MX lookup of {} for the socketmap match list failed ({}{}{}); its \"*.\" "
+        "patterns are passed as written, so Postfix defers",
+        domain, dns::to_string(answer.status), answer.detail.empty() ? "" : ": ", answer.detail);
   }
-  hosts.reserve(answer.records.size());
-  // Only well-formed host names go into the reply: an MX name with a space or ':' in a label
-  // would otherwise split Postfix's match list.
-  for (const dns::MxRecord& record : answer.records) {
-    if (auto host = normalize_domain(record.host)) hosts.push_back(std::move(*host));
-  }
+  // Bounded: when full, an arbitrary entry goes (it is looked up again when asked for).
+  if (mx_memo_.size() >= kMxMemoEntries) mx_memo_.erase(mx_memo_.begin());
+  mx_memo_.insert_or_assign(std::move(domain),
+                            MxMemo{hosts, std::chrono::steady_clock::now() + keep});
   co_return hosts;
 }
 

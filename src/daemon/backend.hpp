@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <spdlog/logger.h>
@@ -68,7 +69,8 @@ class Backend : public std::enable_shared_from_this<Backend> {
 
   // The domain's MX host names (normalized), for Postfix's match= where the policy has "*."
   // patterns. Empty when the lookup fails or times out (the resolver's deadline): the pattern is
-  // then passed as written, which matches no certificate, so Postfix defers.
+  // then passed as written, which matches no certificate, so Postfix defers. Answers are kept
+  // in memory for their TTL (bounded), so a warm socketmap lookup makes no DNS query.
   asio::awaitable<std::vector<std::string>> mx_hosts(std::string domain);
 
   [[nodiscard]] const std::shared_ptr<store::WriteBehindStore>& store() const { return store_; }
@@ -82,6 +84,14 @@ class Backend : public std::enable_shared_from_this<Backend> {
   std::optional<LookupResult> cached(const std::string& domain);
   LookupResult fallback(const std::string& domain, const std::string& failure);
 
+  struct MxMemo {
+    std::vector<std::string> hosts;
+    std::chrono::steady_clock::time_point until;
+  };
+  static constexpr std::size_t kMxMemoEntries = 65536;
+  static constexpr std::chrono::seconds kMxMemoMinimum{5};
+  static constexpr std::chrono::seconds kMxMemoMaximum{3600};
+
   asio::any_io_executor executor_;
   bool strict_;
   std::chrono::milliseconds lookup_timeout_;
@@ -93,6 +103,7 @@ class Backend : public std::enable_shared_from_this<Backend> {
   https::BeastPolicyFetcher fetcher_;
   CountingFetcher counting_fetcher_;
   PolicyService service_;
+  std::unordered_map<std::string, MxMemo> mx_memo_;  // event loop thread only
 };
 
 }  // namespace mtasts::daemon
