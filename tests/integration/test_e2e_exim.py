@@ -1,7 +1,9 @@
 """End-to-end deliveries through the real Exim 4.96 (exim4-daemon-heavy) with the shipped
-fragments (packaging/exim), both variants: ${dlfunc} (mtasts-macros.conf, mtasts-routers.conf
-and the module) and ${readsocket} (mtasts-readsocket-*.conf and mtastsd's Exim socket), with the
-same transports (mtasts-transports.conf) and retry rule (mtasts-retry.conf).
+fragments (packaging/exim), in the three variants: ${dlfunc} (mtasts-macros.conf,
+mtasts-routers.conf and the module), ${readsocket} (mtasts-readsocket-*.conf and mtastsd's Exim
+socket) and cdb for Exim light (mtasts-cdb-*.conf: the file mtastsd exports, warmed before each
+message so Exim answers from it), with the same transports (mtasts-transports.conf) and retry
+rule (mtasts-retry.conf).
 
 Inside a network namespace the test world answers DNS and HTTPS and runs SMTP sinks on port 25
 (e2e_helpers.py). Each case submits one real message (`exim4 -C cfg -odi -f sender rcpt`, the
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
+import subprocess
 import time
 
 import pytest
@@ -54,6 +58,7 @@ class Exim:
     the transports and the retry rule are the same."""
 
     def __init__(self, env: dict, name: str, variant: str = "dlfunc"):
+        self.variant = variant
         if variant == "dlfunc" and eh.sanitized():
             # Exim re-executes itself for each delivery and, having given up root for -C, loses
             # LD_PRELOAD: the ASan-built module then cannot load. The release build covers it;
@@ -67,10 +72,17 @@ class Exim:
             settings = [f"MTASTS_MODULE = {MODULE}",
                         f".include {PACKAGING / 'mtasts-macros.conf'}"]
             router_file = PACKAGING / "mtasts-routers.conf"
-        else:
+        elif variant == "readsocket":
             settings = [f"MTASTS_SOCKET = {env['daemon']()['exim']}",
                         f".include {PACKAGING / 'mtasts-readsocket-macros.conf'}"]
             router_file = PACKAGING / "mtasts-readsocket-routers.conf"
+        else:  # cdb: the file mtastsd exports, readsocket for what it does not hold
+            daemon = env["cdb_daemon"]()
+            settings = [f"MTASTS_SOCKET = {daemon['exim']}",
+                        f"MTASTS_CDB_FILE = {daemon['cdb']}",
+                        f".include {PACKAGING / 'mtasts-readsocket-macros.conf'}",
+                        f".include {PACKAGING / 'mtasts-cdb-macros.conf'}"]
+            router_file = PACKAGING / "mtasts-cdb-routers.conf"
         main = "\n".join([
             *settings,
             f"MTASTS_TLS_VERIFY_CERTIFICATES = {env['world'].ca_file}",
@@ -109,10 +121,35 @@ class Exim:
         return r
 
     def send(self, recipient: str, subject: str) -> eh.Run:
+        if self.variant == "cdb":
+            self.warm_cdb(recipient.rpartition("@")[2])
         r = self.run("-odi", "-f", e2e.SENDER, recipient,
                      stdin=e2e.message_text(subject, recipient))
         assert r.rc == 0, f"exim -odi: rc={r.rc}\n{r.out}\n{r.err}\n{self.mainlog()}"
         return r
+
+    def warm_cdb(self, domain: str) -> None:
+        """Has mtastsd look the domain up and waits until its export holds it, so that Exim
+        answers from the file (the readsocket fallback is the readsocket variant's test). A
+        domain with a policy must appear; one without may stay out (then Exim asks the
+        socket)."""
+        daemon = self.env["cdb_daemon"]()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(str(daemon["exim"]))
+            s.sendall(f"getmta {domain}\n".encode())
+            s.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+
+        def in_file() -> bool:
+            return daemon["cdb"].exists() and subprocess.run(
+                ["cdb", "-q", str(daemon["cdb"]), domain], capture_output=True).returncode == 0
+
+        held = e2e.wait_for(in_file, 5)
+        if answer.decode() in ("enforce", "testing"):
+            assert held, f"{domain} ({answer!r}) is not in the cdb export {daemon['cdb']}"
 
     def queue(self) -> str:
         return self.run("-bp").out
@@ -162,12 +199,27 @@ def env():
                             e2e.mtastsd(world, work / "mtastsd"))
                     return started["paths"]
 
-                yield {"world": world, "work": work, "mtasts": mtasts, "daemon": daemon}
+                def cdb_daemon():
+                    """mtastsd exporting the cdb file, for the cdb variant."""
+                    if "cdb" not in started:
+                        if not e2e.daemon_path().exists():
+                            pytest.skip(f"mtastsd is not built ({e2e.daemon_path()}): the "
+                                        "cdb variant needs it")
+                        cdb = work / "mtastsd-cdb" / "exim.cdb"
+                        paths = stack.enter_context(e2e.mtastsd(
+                            world, work / "mtastsd-cdb",
+                            extra=f"cdb_export = {eh.toml_string(str(cdb))}\n"
+                                  "cdb_export_interval = 1"))
+                        started["cdb"] = {**paths, "cdb": cdb}
+                    return started["cdb"]
+
+                yield {"world": world, "work": work, "mtasts": mtasts, "daemon": daemon,
+                       "cdb_daemon": cdb_daemon}
     finally:
         e2e.cleanup(work)
 
 
-VARIANTS = ["dlfunc", "readsocket"]
+VARIANTS = ["dlfunc", "readsocket", "cdb"]
 
 
 ROUTES = {   # (router, transport) that must carry each kind of case
