@@ -2,16 +2,20 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -88,7 +92,139 @@ std::string parent_directory(const std::string& path) {
   return path.substr(0, slash);
 }
 
+std::string lock_path(const std::string& path) {
+  return path + "-lock";
+}
+
+// liblmdb 0.9's lock file with POSIX mutexes (MDB_USE_POSIX_MUTEX, its default on Linux):
+// MDB_txninfo is two parts padded to a cache line each (the reader table's header with the reader
+// mutex; the writer mutex) and the first reader slot; each further MDB_reader is one padded line.
+constexpr std::size_t kCacheLine = 64;
+constexpr unsigned kLmdbDefaultMaxReaders = 126;
+
+constexpr std::size_t cache_lines(std::size_t size) {
+  return (size + kCacheLine - 1) & ~(kCacheLine - 1);
+}
+
+struct LockHeader {  // MDB_txbody
+  std::uint32_t magic;
+  std::uint32_t format;
+  pthread_mutex_t reader_mutex;
+  std::size_t txn_id;  // txnid_t
+  unsigned readers;
+};
+
+struct LockReader {  // MDB_rxbody
+  std::size_t txn_id;
+  pid_t pid;
+  pthread_t thread;
+};
+
+bool fully_allocated(const struct stat& st) {
+  return st.st_size > 0 && static_cast<long long>(st.st_blocks) * 512 >= st.st_size;
+}
+
+// The first page of a lock file holds LMDB's header and its first reader slots.
+bool first_page_allocated(int fd, const struct stat& st) {
+  const off_t hole = ::lseek(fd, 0, SEEK_HOLE);
+  if (hole < 0) return st.st_blocks > 0;  // no SEEK_HOLE here: blocks at all, then
+  return hole >= std::min<off_t>(st.st_size, ::sysconf(_SC_PAGESIZE));
+}
+
+// LMDB's first opener extends a new lock file with ftruncate, which leaves a hole, and writes its
+// reader table through a shared mapping: where the file system has no block left for the hole,
+// that store raises SIGBUS, and the hole stays behind for the next process. So the file gets real
+// blocks here, before mdb_env_open maps it, and a full file system becomes ENOSPC (or EDQUOT).
+// Returns 0 or that errno. Anything else (no right to create or write the file, a read-only file
+// system, no fallocate) is left to mdb_env_open, which meets the same condition and says so.
+//
+// The usual case (the file exists with all its blocks) costs one stat(): no descriptor is opened,
+// since closing one would drop fcntl locks this process might hold on the file.
+int prepare_lock_file(const std::string& path, unsigned max_readers, unsigned file_mode) {
+  const std::string lock = lock_path(path);
+  struct stat st {};
+  if (::stat(lock.c_str(), &st) == 0) {
+    if (fully_allocated(st)) return 0;
+  } else if (errno != ENOENT) {
+    return 0;
+  }
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, static_cast<mode_t>(file_mode));
+  if (fd < 0) return 0;
+  int rc = 0;
+  if (::fstat(fd, &st) == 0 && !fully_allocated(st)) {
+    // A lock file in use keeps its size: its users mapped that many reader slots. A new (or
+    // empty) one gets the size LMDB would give it.
+    const off_t size =
+        st.st_size > 0 ? st.st_size : static_cast<off_t>(lock_file_size(max_readers));
+    int allocated = 0;
+    do {
+      allocated = ::fallocate(fd, 0, 0, size);
+    } while (allocated != 0 && errno == EINTR);
+    if (allocated != 0 && (errno == ENOSPC || errno == EDQUOT)) {
+      rc = errno;
+      // A lock file another LMDB user created (ftruncate, then the header written) has its first
+      // page; only its later reader slots are a hole. It is used as before, as every LMDB user
+      // would: a fault needs more than a page of readers at once on a full file system.
+      if (st.st_size > 0 && first_page_allocated(fd, st)) rc = 0;
+    }
+  }
+  ::close(fd);
+  return rc;
+}
+
+// A new data file gets blocks for its two meta pages before LMDB writes them: where they do not
+// fit, mdb_env_open would leave a file with one meta page, which the next open takes for a corrupt
+// file and moves aside. Returns 0, or ENOSPC / EDQUOT with the file left empty (an empty file is
+// a new one to LMDB and to Environment::open). Anything else is left to mdb_env_open.
+int prepare_data_file(const std::string& path, unsigned file_mode) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (st.st_size > 0) return 0;  // the usual case: an existing cache
+  } else if (errno != ENOENT) {
+    return 0;
+  }
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, static_cast<mode_t>(file_mode));
+  if (fd < 0) return 0;
+  int rc = 0;
+  if (::fstat(fd, &st) == 0 && st.st_size == 0) {
+    // FALLOC_FL_KEEP_SIZE: the size stays 0, which is how LMDB recognizes a new file.
+    const auto metas = static_cast<off_t>(2 * ::sysconf(_SC_PAGESIZE));
+    int allocated = 0;
+    do {
+      allocated = ::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, metas);
+    } while (allocated != 0 && errno == EINTR);
+    if (allocated != 0 && (errno == ENOSPC || errno == EDQUOT)) rc = errno;
+  }
+  ::close(fd);
+  return rc;
+}
+
+// LMDB reports a short write (the file system filled up in the middle of it) as EIO: when the
+// file system has no block left, say so instead.
+int disk_full_or(int rc, const std::string& path) {
+  struct statvfs fs {};
+  if (rc == EIO && ::statvfs(parent_directory(path).c_str(), &fs) == 0 && fs.f_bavail == 0) {
+    return ENOSPC;
+  }
+  return rc;
+}
+
+// True when this user can neither read and write "<path>-lock" nor create it.
+bool lock_file_unwritable(const std::string& path) {
+  if (::faccessat(AT_FDCWD, lock_path(path).c_str(), R_OK | W_OK, AT_EACCESS) == 0) return false;
+  if (errno == ENOENT) {
+    return ::faccessat(AT_FDCWD, parent_directory(path).c_str(), W_OK | X_OK, AT_EACCESS) != 0;
+  }
+  return errno == EACCES || errno == EPERM || errno == EROFS;
+}
+
 }  // namespace
+
+std::size_t lock_file_size(unsigned max_readers) {
+  const std::size_t readers = max_readers > 0 ? max_readers : kLmdbDefaultMaxReaders;
+  return cache_lines(sizeof(LockHeader)) + cache_lines(sizeof(pthread_mutex_t)) +
+         readers * cache_lines(sizeof(LockReader));
+}
 
 unsigned long fork_generation() {
   static std::once_flag once;
@@ -159,22 +295,28 @@ bool is_corruption(int rc) {
 // ReadTxn / WriteTxn
 
 ReadTxn::ReadTxn(MDB_txn* txn, MDB_dbi dbi, std::shared_lock<std::shared_mutex> lock, dev_t device,
-                 ino_t inode) noexcept
-    : txn_(txn), dbi_(dbi), device_(device), inode_(inode), resize_lock_(std::move(lock)) {}
+                 ino_t inode, std::shared_ptr<const PrivateCopy> copy) noexcept
+    : txn_(txn),
+      dbi_(dbi),
+      device_(device),
+      inode_(inode),
+      resize_lock_(std::move(lock)),
+      copy_(std::move(copy)) {}
 
 ReadTxn::ReadTxn(ReadTxn&& other) noexcept
     : txn_(std::exchange(other.txn_, nullptr)),
       dbi_(other.dbi_),
       device_(other.device_),
       inode_(other.inode_),
-      resize_lock_(std::move(other.resize_lock_)) {}
+      resize_lock_(std::move(other.resize_lock_)),
+      copy_(std::move(other.copy_)) {}
 
 Snapshot ReadTxn::snapshot() const {
   return Snapshot{device_, inode_, static_cast<std::uint64_t>(::mdb_txn_id(txn_))};
 }
 
 ReadTxn::~ReadTxn() {
-  if (txn_ != nullptr) ::mdb_txn_abort(txn_);  // before resize_lock_ is released
+  if (txn_ != nullptr) ::mdb_txn_abort(txn_);  // before copy_ and resize_lock_ are released
 }
 
 std::expected<std::optional<std::string_view>, int> ReadTxn::get(std::string_view key) const {
@@ -242,10 +384,25 @@ std::expected<void, int> WriteTxn::commit() {
 // ---------------------------------------------------------------------------------------------
 // Environment
 
+// A private copy of one committed state of a cache file, for a reader that has no reader slot:
+// a sealed memfd (nothing can write, grow or shrink it) opened MDB_NOLOCK | MDB_RDONLY.
+struct PrivateCopy {
+  PrivateCopy(MDB_env* copy_env, std::uint64_t copy_txn_id) : env(copy_env), txn_id(copy_txn_id) {}
+  PrivateCopy(const PrivateCopy&) = delete;
+  PrivateCopy& operator=(const PrivateCopy&) = delete;
+  // No lock file, no reader slot: closing is harmless in any process, also after fork().
+  ~PrivateCopy() { ::mdb_env_close(env); }
+
+  MDB_env* env;
+  std::uint64_t txn_id;
+};
+
 Environment::Environment(MDB_env* env, dev_t device, ino_t inode, bool fresh, bool read_only,
-                         const LmdbOptions& options)
+                         std::shared_ptr<const PrivateCopy> copy, const LmdbOptions& options)
     : env_(env),
-      read_only_(read_only),
+      read_only_(read_only || copy != nullptr),
+      lock_free_(copy != nullptr),
+      copy_(std::move(copy)),
       max_readers_(options.max_readers),
       file_mode_(options.file_mode),
       pid_(::getpid()),
@@ -268,12 +425,13 @@ struct OpenedHandle {
   MDB_env* env;
   struct stat file;
   bool fresh;  // no transaction was ever committed: the file was just created
+  std::shared_ptr<const PrivateCopy> copy;  // lock-free: env only reads the meta pages
 };
 
-// mdb_env_create + mdb_env_open with our flags, and the checks every open needs.
-std::expected<OpenedHandle, int> open_handle(const std::string& path, unsigned max_readers,
-                                             unsigned file_mode, std::size_t initial_map_size,
-                                             bool read_only) {
+// mdb_env_create + mdb_env_open with these flags, and the checks every open needs.
+std::expected<OpenedHandle, int> open_env(const std::string& path, unsigned flags,
+                                          unsigned max_readers, unsigned file_mode,
+                                          std::size_t initial_map_size) {
   MDB_env* raw = nullptr;
   if (const int rc = ::mdb_env_create(&raw); rc != MDB_SUCCESS) return std::unexpected(rc);
   auto fail = [&raw](int rc) -> std::expected<OpenedHandle, int> {
@@ -286,7 +444,6 @@ std::expected<OpenedHandle, int> open_handle(const std::string& path, unsigned m
     }
   }
   // No mapsize before open: an existing file keeps the (maybe larger) size recorded in it.
-  const unsigned flags = kEnvFlags | (read_only ? MDB_RDONLY : 0U);
   if (const int rc = ::mdb_env_open(raw, path.c_str(), flags, static_cast<mdb_mode_t>(file_mode));
       rc != MDB_SUCCESS) {
     return fail(rc);
@@ -305,12 +462,183 @@ std::expected<OpenedHandle, int> open_handle(const std::string& path, unsigned m
   if (stat.ms_psize == 0 || static_cast<unsigned long long>(file.st_size) < needed) {
     return fail(MDB_CORRUPTED);
   }
-  if (!read_only && info.me_mapsize < initial_map_size) {
+  if ((flags & MDB_RDONLY) == 0 && info.me_mapsize < initial_map_size) {
     if (const int rc = ::mdb_env_set_mapsize(raw, initial_map_size); rc != MDB_SUCCESS) {
       return fail(rc);
     }
   }
-  return OpenedHandle{raw, file, info.me_last_txnid == 0};
+  return OpenedHandle{raw, file, info.me_last_txnid == 0, nullptr};
+}
+
+class Descriptor {
+ public:
+  explicit Descriptor(int fd) : fd_(fd) {}
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  ~Descriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  [[nodiscard]] int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// 0, ENODATA when the file ends first, or errno.
+int read_at(int fd, char* out, std::size_t length, off_t offset) {
+  while (length > 0) {
+    const ssize_t n = ::pread(fd, out, length, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return ENODATA;
+    out += n;
+    length -= static_cast<std::size_t>(n);
+    offset += n;
+  }
+  return 0;
+}
+
+int write_at(int fd, const char* in, std::size_t length, off_t offset) {
+  while (length > 0) {
+    const ssize_t n = ::pwrite(fd, in, length, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
+    in += n;
+    length -= static_cast<std::size_t>(n);
+    offset += n;
+  }
+  return 0;
+}
+
+constexpr int kCopyAttempts = 8;
+
+// Copies the latest committed state of the file that `live` (an MDB_NOLOCK | MDB_RDONLY handle)
+// has open, for reading without a reader slot.
+//
+// Why the copy is a sound snapshot. Say LMDB, opening the copy, picks transaction X from the
+// meta pages copied first. A writer never overwrites a page of the two committed states before
+// its own: transaction W reuses only pages freed by W-2 or earlier (with no reader slot taken,
+// LMDB's oldest reader is W-1), and it writes its pages (pwrite, fdatasync) before its meta page
+// (meta page W & 1). So the pages of X stay as they are while X+1 and X+2 write. After the copy
+// we check that the latest transaction is at most X+1, so no writer past X+2 can have written
+// while we copied, and that the file's meta page of X is byte for byte the one copied: a meta
+// page that was still being written when the copy began, torn in the copy, reads differently at
+// the end (the next writer cannot start before it is complete), and X+2 overwriting it changes
+// it too. Then every page of X in the copy is X's, and LMDB reads a consistent tree that nothing
+// changes underneath. Reading the shared file itself with MDB_NOLOCK would not be safe: a writer
+// two commits later may rewrite pages under the reader (garbage sizes and offsets: wrong values,
+// SIGBUS, SIGSEGV), which no check after the read can undo.
+//
+// Commits landing faster than the file is copied make every attempt fail: EBUSY.
+std::expected<std::shared_ptr<const PrivateCopy>, int> make_private_copy(MDB_env* live) {
+  mdb_filehandle_t fd = -1;
+  MDB_stat stat{};
+  if (const int rc = ::mdb_env_get_fd(live, &fd); rc != MDB_SUCCESS) return std::unexpected(rc);
+  if (const int rc = ::mdb_env_stat(live, &stat); rc != MDB_SUCCESS) return std::unexpected(rc);
+  const std::size_t page = stat.ms_psize;
+  if (page == 0) return std::unexpected(MDB_CORRUPTED);
+  std::vector<char> buffer(std::max(2 * page, std::size_t{256} << 10));
+  std::vector<char> copied_metas(2 * page);  // pages 0 and 1
+  std::vector<char> file_meta(page);
+  int busy = EBUSY;
+  for (int attempt = 0; attempt < kCopyAttempts; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(attempt));
+    MDB_envinfo before{};
+    if (const int rc = ::mdb_env_info(live, &before); rc != MDB_SUCCESS) {
+      return std::unexpected(rc);
+    }
+    const auto length = (static_cast<std::uint64_t>(before.me_last_pgno) + 1) * page;
+    if (length > kMaxPrivateCopyBytes) return std::unexpected(EFBIG);
+    Descriptor memfd(::memfd_create("mtasts-lmdb-copy", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (memfd.get() < 0) return std::unexpected(errno);
+    int rc = 0;
+    for (std::uint64_t offset = 0; rc == 0 && offset < length; offset += buffer.size()) {
+      const auto n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), length - offset));
+      rc = read_at(fd, buffer.data(), n, static_cast<off_t>(offset));
+      if (rc != 0) break;
+      if (offset == 0) std::memcpy(copied_metas.data(), buffer.data(), copied_metas.size());
+      rc = write_at(memfd.get(), buffer.data(), n, static_cast<off_t>(offset));
+      if (rc != 0) return std::unexpected(rc);  // no memory for the copy
+    }
+    if (rc == ENODATA) {  // shorter than its meta page said: being replaced or truncated
+      busy = EIO;
+      continue;
+    }
+    if (rc != 0) return std::unexpected(rc);
+    if (::fcntl(memfd.get(), F_ADD_SEALS,
+                F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+      return std::unexpected(errno);
+    }
+    // LMDB opens a path: this process's name for the memfd (needs /proc).
+    auto copy = open_env(fmt::format("/proc/self/fd/{}", memfd.get()),
+                         kEnvFlags | MDB_NOLOCK | MDB_RDONLY, 0, 0400, 0);
+    if (!copy && is_corruption(copy.error())) {
+      // Not a sound copy after all (e.g. its meta page names pages past the copied length).
+      // The file itself opened soundly: no reason to call it corrupt.
+      busy = EIO;
+      continue;
+    }
+    if (!copy) return std::unexpected(copy.error());
+    MDB_envinfo info{};
+    MDB_envinfo after{};
+    int checked = ::mdb_env_info(copy->env, &info);
+    const auto x = static_cast<std::uint64_t>(info.me_last_txnid);
+    const std::size_t meta = (x & 1U) * page;
+    if (checked == MDB_SUCCESS) {
+      checked = read_at(fd, file_meta.data(), page, static_cast<off_t>(meta));
+    }
+    if (checked == MDB_SUCCESS) checked = ::mdb_env_info(live, &after);
+    if (checked != MDB_SUCCESS) {
+      ::mdb_env_close(copy->env);
+      return std::unexpected(checked);
+    }
+    if (static_cast<std::uint64_t>(after.me_last_txnid) > x + 1 ||
+        std::memcmp(file_meta.data(), copied_metas.data() + meta, page) != 0) {
+      ::mdb_env_close(copy->env);
+      busy = EBUSY;
+      continue;
+    }
+    return std::make_shared<const PrivateCopy>(copy->env, x);
+  }
+  return std::unexpected(busy);
+}
+
+// Lock-free: the file opened MDB_NOLOCK | MDB_RDONLY (this handle only reads the meta pages,
+// which are always in the file) and a first private copy.
+std::expected<OpenedHandle, int> open_lock_free(const std::string& path, unsigned max_readers,
+                                                unsigned file_mode) {
+  auto live = open_env(path, kEnvFlags | MDB_NOLOCK | MDB_RDONLY, max_readers, file_mode, 0);
+  if (!live) return live;
+  auto copy = make_private_copy(live->env);
+  if (!copy) {
+    ::mdb_env_close(live->env);
+    return std::unexpected(copy.error());
+  }
+  live->fresh = false;
+  live->copy = std::move(*copy);
+  return live;
+}
+
+// How the cache file is opened: read-write, MDB_RDONLY, or lock-free when MDB_RDONLY is refused
+// for want of the lock file.
+std::expected<OpenedHandle, int> open_handle(const std::string& path, unsigned max_readers,
+                                             unsigned file_mode, std::size_t initial_map_size,
+                                             bool read_only) {
+  if (const int rc = prepare_lock_file(path, max_readers, file_mode); rc != 0) {
+    return std::unexpected(rc);
+  }
+  if (!read_only) {
+    if (const int rc = prepare_data_file(path, file_mode); rc != 0) return std::unexpected(rc);
+  }
+  const unsigned flags = kEnvFlags | (read_only ? MDB_RDONLY : 0U);
+  auto opened = open_env(path, flags, max_readers, file_mode, initial_map_size);
+  if (!opened && read_only && (opened.error() == EACCES || opened.error() == EPERM) &&
+      lock_file_unwritable(path)) {
+    return open_lock_free(path, max_readers, file_mode);
+  }
+  return opened;
 }
 
 }  // namespace
@@ -333,12 +661,15 @@ std::expected<std::shared_ptr<Environment>, int> Environment::open(const std::st
       if (auto env = it->second.lock(); env && env->generation() == generation) return env;
     }
   }
-  read_only = read_only && existing != nullptr;  // a missing file is created read-write
+  // A missing file is created read-write; so is an empty one (what a creation that found no room
+  // leaves: LMDB takes it for a new file, and MDB_RDONLY would fail with ENOENT).
+  read_only = read_only && existing != nullptr && existing->st_size > 0;
   auto opened = open_handle(path, options.max_readers, options.file_mode, options.initial_map_size,
                             read_only);
   if (!opened) return std::unexpected(opened.error());
-  std::shared_ptr<Environment> env(new Environment(
-      opened->env, opened->file.st_dev, opened->file.st_ino, opened->fresh, read_only, options));
+  std::shared_ptr<Environment> env(new Environment(opened->env, opened->file.st_dev,
+                                                   opened->file.st_ino, opened->fresh, read_only,
+                                                   std::move(opened->copy), options));
   reg.envs[{opened->file.st_dev, opened->file.st_ino}] = env;
   return env;
 }
@@ -348,6 +679,11 @@ std::expected<void, int> Environment::make_writable(const std::string& path) {
   if (!read_only_ && env_ != nullptr) return {};
   // Close first: a second handle on the file, closed later, would drop the first one's locks.
   if (env_ != nullptr) ::mdb_env_close(std::exchange(env_, nullptr));
+  {
+    std::lock_guard guard(copy_mutex_);
+    copy_.reset();
+  }
+  lock_free_ = false;
   auto writable = open_handle(path, max_readers_, file_mode_, initial_map_size_, false);
   if (writable && writable->file.st_dev == device_ && writable->file.st_ino == inode_) {
     env_ = writable->env;
@@ -361,6 +697,9 @@ std::expected<void, int> Environment::make_writable(const std::string& path) {
   if (auto again = open_handle(path, max_readers_, file_mode_, initial_map_size_, true)) {
     if (again->file.st_dev == device_ && again->file.st_ino == inode_) {
       env_ = again->env;
+      lock_free_ = again->copy != nullptr;
+      std::lock_guard guard(copy_mutex_);
+      copy_ = std::move(again->copy);
     } else {
       ::mdb_env_close(again->env);
     }
@@ -380,11 +719,40 @@ bool Environment::read_only() const {
   return read_only_ || env_ == nullptr;
 }
 
+bool Environment::lock_free() const {
+  std::shared_lock lock(resize_);
+  return lock_free_ && env_ != nullptr;
+}
+
+void Environment::drop_copy() {
+  std::lock_guard guard(copy_mutex_);
+  copy_.reset();
+}
+
+std::expected<std::shared_ptr<const PrivateCopy>, int> Environment::current_copy() {
+  std::lock_guard guard(copy_mutex_);
+  MDB_envinfo info{};
+  if (const int rc = ::mdb_env_info(env_, &info); rc != MDB_SUCCESS) return std::unexpected(rc);
+  if (copy_ && copy_->txn_id == static_cast<std::uint64_t>(info.me_last_txnid)) return copy_;
+  auto made = make_private_copy(env_);
+  if (!made) return std::unexpected(made.error());
+  copy_ = std::move(*made);
+  return copy_;
+}
+
 std::expected<ReadTxn, int> Environment::begin_read() {
   std::shared_lock lock(resize_);
   if (env_ == nullptr) return std::unexpected(MDB_PANIC);  // see make_writable()
+  MDB_env* source = env_;
+  std::shared_ptr<const PrivateCopy> copy;
+  if (lock_free_) {
+    auto current = current_copy();
+    if (!current) return std::unexpected(current.error());
+    copy = std::move(*current);
+    source = copy->env;
+  }
   MDB_txn* txn = nullptr;
-  if (const int rc = ::mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn); rc != MDB_SUCCESS) {
+  if (const int rc = ::mdb_txn_begin(source, nullptr, MDB_RDONLY, &txn); rc != MDB_SUCCESS) {
     return std::unexpected(rc);
   }
   MDB_dbi dbi = 0;
@@ -392,7 +760,7 @@ std::expected<ReadTxn, int> Environment::begin_read() {
     ::mdb_txn_abort(txn);
     return std::unexpected(rc);
   }
-  return ReadTxn(txn, dbi, std::move(lock), device_, inode_);
+  return ReadTxn(txn, dbi, std::move(lock), device_, inode_, std::move(copy));
 }
 
 std::expected<WriteTxn, int> Environment::begin_write() {
@@ -467,6 +835,29 @@ Error Database::error(std::string_view what, int rc) const {
                fmt::format("LMDB cache {}: {}: {}", path_, what, describe(rc))};
 }
 
+Error Database::open_error(std::string_view what, int rc) const {
+  const std::string lock = lock_path(path_);
+  if (rc == ENOSPC || rc == EDQUOT) {
+    return Error{ErrorCategory::store,
+                 fmt::format("LMDB cache {}: {}: no room on its file system for the lock file {} "
+                             "or the cache's first pages: {}",
+                             path_, what, lock, describe(rc))};
+  }
+  if (::faccessat(AT_FDCWD, path_.c_str(), R_OK, AT_EACCESS) == 0 && lock_file_unwritable(path_)) {
+    if (rc == EACCES || rc == EPERM) {
+      return Error{ErrorCategory::store,
+                   fmt::format("LMDB cache {}: {}: this user cannot write its lock file {} "
+                               "(LMDB's reader table, which LMDB opens read-write): {}",
+                               path_, what, lock, describe(rc))};
+    }
+    return Error{ErrorCategory::store,
+                 fmt::format("LMDB cache {}: {}: this user cannot write its lock file {}, and "
+                             "reading a private copy of the cache instead failed: {}",
+                             path_, what, lock, describe(rc))};
+  }
+  return error(what, rc);
+}
+
 void Database::notice_locked(std::string text) {
   constexpr std::size_t kKept = 64;
   if (notices_.size() >= kKept) notices_.erase(notices_.begin());
@@ -517,7 +908,7 @@ std::expected<std::shared_ptr<Environment>, Error> Database::acquire(bool for_wr
   }
   if (for_write && env_->read_only()) {
     if (auto writable = env_->make_writable(path_); !writable) {
-      return std::unexpected(error("cannot open for writing", writable.error()));
+      return std::unexpected(open_error("cannot open for writing", writable.error()));
     }
   }
   return env_;
@@ -543,7 +934,17 @@ std::expected<void, Error> Database::open_locked(bool for_write) {
             if (!committed) rc = committed.error();
           }
         }
-        if (rc != MDB_SUCCESS && rc != kRollback) return std::unexpected(error("initializing", rc));
+        if (rc != MDB_SUCCESS && rc != kRollback) {
+          return std::unexpected(error("initializing", disk_full_or(rc, path_)));
+        }
+      }
+      if (env->lock_free()) {
+        const std::string lock = lock_path(path_);
+        notice_locked(fmt::format(
+            "LMDB cache {}: this user cannot write its lock file {} (LMDB's reader table), so it "
+            "reads private copies of the cache, made again after each change, and cannot write; "
+            "give it read-write access to {}",
+            path_, lock, lock));
       }
       env_ = std::move(env);
       return {};
@@ -571,7 +972,7 @@ std::expected<void, Error> Database::open_locked(bool for_write) {
             ErrorCategory::store, fmt::format("LMDB cache {}: {} is not a directory", path_, dir)});
       }
     }
-    return std::unexpected(error("cannot open", rc));
+    return std::unexpected(open_error("cannot open", rc));
   }
 }
 
@@ -662,6 +1063,15 @@ std::expected<void, Error> Database::read(FunctionRef<int(const ReadTxn&)> fn) {
         std::this_thread::sleep_for(options_.readers_full_pause);
       continue;
     }
+    if ((*env)->lock_free()) {
+      // The transaction read a private copy: there is nothing to move aside or reopen (and this
+      // user may not). A writer meets the same state and recovers it; make a new copy once.
+      if ((is_corruption(rc) || rc == MDB_PANIC) && recoveries++ == 0) {
+        (*env)->drop_copy();
+        continue;
+      }
+      return std::unexpected(open_error("read", rc));
+    }
     if ((is_corruption(rc) || rc == MDB_PANIC) && recoveries++ == 0) {
       if (auto recovered = recover(*env, rc); !recovered) return recovered;
       continue;
@@ -716,7 +1126,7 @@ std::expected<void, Error> Database::write(FunctionRef<int(WriteTxn&)> fn) {
       if (auto recovered = recover(*env, rc); !recovered) return recovered;
       continue;
     }
-    return std::unexpected(error("write", rc));
+    return std::unexpected(error("write", disk_full_or(rc, path_)));
   }
 }
 

@@ -3,8 +3,8 @@
 // operational errors (map full, map resized, reader table full, corrupt file, fork).
 //
 // Nothing here logs: conditions an admin should hear about (a corrupt file moved aside, a file
-// replaced on disk) become notices the caller logs (Database::take_notices or
-// LmdbOptions::on_notice).
+// replaced on disk, a lock file this user cannot write) become notices the caller logs
+// (Database::take_notices or LmdbOptions::on_notice).
 #pragma once
 
 #include <lmdb.h>
@@ -95,7 +95,19 @@ inline constexpr int kRollback = 1 << 24;
 // to an ancestor process and must not be used.
 [[nodiscard]] unsigned long fork_generation();
 
+// The size liblmdb gives a new "-lock" file for this many reader slots (mdb_env_setup_locks:
+// sizeof(MDB_txninfo) + (max_readers - 1) * sizeof(MDB_reader)); 0 means LMDB's default, 126.
+[[nodiscard]] std::size_t lock_file_size(unsigned max_readers);
+
+// A reader whose user cannot write "<path>-lock" gets no reader slot, and LMDB's reads without
+// one (MDB_NOLOCK) are only safe while no writer runs. Such a reader reads a private, sealed copy
+// of the file instead (Environment::open; make_private_copy in lmdb_env.cpp), checked after
+// copying to hold one committed state whole, and made again when the file has a newer
+// transaction. Files larger than this are refused.
+inline constexpr std::size_t kMaxPrivateCopyBytes = std::size_t{64} << 20;
+
 class Environment;
+struct PrivateCopy;  // lmdb_env.cpp
 
 // Which committed state of which file a read saw: equal stamps, equal contents. Lets a caller
 // keep what it decoded from a snapshot until anything is committed to the file.
@@ -127,12 +139,13 @@ class ReadTxn {
  private:
   friend class Environment;
   ReadTxn(MDB_txn* txn, MDB_dbi dbi, std::shared_lock<std::shared_mutex> lock, dev_t device,
-          ino_t inode) noexcept;
+          ino_t inode, std::shared_ptr<const PrivateCopy> copy) noexcept;
   MDB_txn* txn_;
   MDB_dbi dbi_;
   dev_t device_;
   ino_t inode_;
   std::shared_lock<std::shared_mutex> resize_lock_;  // released after the txn ends
+  std::shared_ptr<const PrivateCopy> copy_;          // what txn_ reads, when it reads a copy
 };
 
 // A write transaction on the unnamed database. Aborts in its destructor unless committed.
@@ -166,7 +179,18 @@ class Environment {
   // `existing` is stat(path) when the file exists (to find an environment already open).
   // Errors are LMDB or errno codes; a data file shorter than its own meta page claims is
   // reported as MDB_CORRUPTED (touching the missing pages would raise SIGBUS).
-  // `read_only`: open with MDB_RDONLY (only when the file exists); see make_writable().
+  // `read_only`: open with MDB_RDONLY (only when the file exists and is not empty); see
+  // make_writable().
+  //
+  // Before LMDB maps "<path>-lock", its blocks are allocated (fallocate): LMDB extends a new
+  // lock file with ftruncate and writes its reader table through a shared mapping, which raises
+  // SIGBUS where the file system has no block left. A full file system is ENOSPC (or EDQUOT)
+  // instead, also for a lock file left short or sparse by an earlier crash. A new data file gets
+  // the blocks of its two meta pages the same way (else a half-written file is left behind).
+  //
+  // A read-only open that LMDB refuses because this user cannot write (or create) the lock file
+  // while it can read the data file opens "lock-free" instead: reads come from a private copy of
+  // the file (see kMaxPrivateCopyBytes), never from the shared file without a reader slot.
   [[nodiscard]] static std::expected<std::shared_ptr<Environment>, int> open(
       const std::string& path, const LmdbOptions& options, const struct stat* existing,
       bool read_only = false);
@@ -193,6 +217,11 @@ class Environment {
   // reopened read-only and the error returned.
   [[nodiscard]] std::expected<void, int> make_writable(const std::string& path);
   [[nodiscard]] bool read_only() const;
+  // Reads come from private copies (the lock file is not writable by this user); always
+  // read-only.
+  [[nodiscard]] bool lock_free() const;
+  // Lock-free: forgets the current copy, so that the next read makes a new one.
+  void drop_copy();
   // The file's latest committed state, without a transaction (reads the meta pages).
   [[nodiscard]] std::optional<Snapshot> latest() const;
 
@@ -206,10 +235,17 @@ class Environment {
 
  private:
   Environment(MDB_env* env, dev_t device, ino_t inode, bool fresh, bool read_only,
-              const LmdbOptions& options);
+              std::shared_ptr<const PrivateCopy> copy, const LmdbOptions& options);
+  // Lock-free: the copy of the latest committed state, made now when the one we have is older.
+  [[nodiscard]] std::expected<std::shared_ptr<const PrivateCopy>, int> current_copy();
 
-  MDB_env* env_;  // nullptr only after make_writable() could reopen the file in no way
+  // nullptr only after make_writable() could reopen the file in no way. Lock-free: an
+  // MDB_NOLOCK | MDB_RDONLY handle on the file that only reads its meta pages (latest()).
+  MDB_env* env_;
   bool read_only_;
+  bool lock_free_;
+  std::mutex copy_mutex_;
+  std::shared_ptr<const PrivateCopy> copy_;  // lock-free: the latest copy made (copy_mutex_)
   unsigned max_readers_;
   unsigned file_mode_;
   pid_t pid_;
@@ -267,6 +303,8 @@ class Database {
   [[nodiscard]] std::expected<void, Error> recover(const std::shared_ptr<Environment>& failed,
                                                    int rc);
   [[nodiscard]] Error error(std::string_view what, int rc) const;
+  // error(), naming the file system or the lock file when either is why opening failed.
+  [[nodiscard]] Error open_error(std::string_view what, int rc) const;
   void notice_locked(std::string text);
 
   std::string path_;
