@@ -11,6 +11,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -24,6 +25,34 @@ Error config_error(std::string_view source, const toml::source_region& where, st
                    std::string_view what) {
   return Error{ErrorCategory::config,
                fmt::format("{}:{}: {}: {}", source, where.begin.line, key, what)};
+}
+
+// A key of the file as an error message shows it: bare keys as they are, any other (a quoted
+// TOML key may hold newlines, control bytes or megabytes) quoted, escaped and cut, so the reason
+// stays one line (style §2.2).
+std::string key_text(std::string_view key) {
+  const bool bare = !key.empty() && key.size() <= 64 &&
+                    key.find_first_not_of(
+                        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789_-") == std::string_view::npos;
+  return bare ? std::string(key) : quote_input(key, 64);
+}
+
+// toml++'s description of a syntax error, which can repeat keys of the input verbatim: control
+// bytes escaped and cut to a bound, so the reason stays one line.
+std::string description_text(std::string_view description) {
+  constexpr std::size_t kMax = 200;
+  std::string out;
+  for (const char ch : description.substr(0, kMax)) {
+    const auto byte = static_cast<unsigned char>(ch);
+    if (byte < 0x20 || byte == 0x7f) {
+      out += fmt::format("\\x{:02x}", byte);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  if (description.size() > kMax) out += "...";
+  return out;
 }
 
 // Reads an integer key within [low, high]; absent keys leave `out` untouched.
@@ -50,6 +79,10 @@ std::optional<Error> read_string(const toml::table& table, std::string_view sour
   if (node == nullptr) return std::nullopt;
   const auto* value = node->as_string();
   if (value == nullptr) return config_error(source, node->source(), key, "expected a string");
+  // Every string ends up in a C API (open, bind, getpwnam), which would cut it at a NUL.
+  if (value->get().find('\0') != std::string::npos) {
+    return config_error(source, node->source(), key, "contains a NUL character");
+  }
   out = value->get();
   return std::nullopt;
 }
@@ -170,7 +203,7 @@ std::optional<Error> check_keys(const toml::table& table, std::string_view sourc
                                 const std::set<std::string_view>& known, std::string_view where) {
   for (const auto& [key, node] : table) {
     if (!known.contains(key.str())) {
-      return config_error(source, node.source(), fmt::format("{}{}", where, key.str()),
+      return config_error(source, node.source(), fmt::format("{}{}", where, key_text(key.str())),
                           "unknown key (see mtastsd.toml(5))");
     }
   }
@@ -337,9 +370,12 @@ std::optional<Error> read_socketmaps(const toml::table& root, std::string_view s
   if (table == nullptr) {
     return config_error(source, node->source(), "socketmap", "expected tables [socketmap.NAME]");
   }
+  // A bare [socketmap] names no map: as without any table, "postfix" is served (an empty set
+  // would answer every request "PERM unknown socketmap name").
+  if (table->empty()) return std::nullopt;
   std::map<std::string, SocketmapMapOptions> maps;
   for (const auto& [name, map_node] : *table) {
-    const std::string key = fmt::format("socketmap.{}", name.str());
+    const std::string key = fmt::format("socketmap.{}", key_text(name.str()));
     const toml::table* map = map_node.as_table();
     if (map == nullptr) return config_error(source, map_node.source(), key, "expected a table");
     const std::string_view text = name.str();
@@ -370,6 +406,183 @@ std::optional<Error> read_socketmaps(const toml::table& root, std::string_view s
   return std::nullopt;
 }
 
+// toml++ 3.3 (Debian 12) reaches __builtin_unreachable(), undefined behaviour, when it asks
+// whether certain non-ASCII code points are whitespace (is_non_ascii_horizontal_whitespace on
+// U+00A1-U+0499 such as 'é', U+2E4E-U+3247 and U+FC26-U+FEFE; upstream marzer/tomlplusplus#190
+// and #295, fixed after 3.3). It asks about every character it reads outside strings and
+// comments, including the ones after a number or date it scans ahead over (`1"é"`), and in a
+// """ string the one right after a backslash or a line-ending backslash. TOML allows non-ASCII
+// text only inside strings and comments, so this scan follows toml++'s structure (keys, values,
+// arrays, inline tables, headers) and refuses any other non-ASCII byte, and the one after a
+// backslash, before toml++ sees them. Where it is unsure whether a quote opens a string it
+// assumes not. Found by fuzz/fuzz_config.cpp.
+struct TomlHazard {
+  std::size_t offset = 0;
+  std::string_view what;
+};
+
+std::optional<TomlHazard> find_toml_hazard(std::string_view text) {
+  // Outside strings and comments: what comes next. `token` is a bare value (number, date, bool,
+  // or junk) that toml++ reads up to a value terminator, quotes included.
+  enum class Mode { key, value, token, after };
+  enum class Lex { outside, comment, basic, multi_basic, literal, multi_literal };
+  enum class Nest { array, inline_table, header };
+  constexpr std::string_view kOutside = "non-ASCII character outside a quoted string or comment";
+  constexpr std::string_view kEscape =
+      "non-ASCII character right after a backslash or a line-ending backslash in a string; "
+      "write it as \\uXXXX";
+  const auto non_ascii = [&](std::size_t at) {
+    return at < text.size() && static_cast<unsigned char>(text[at]) >= 0x80;
+  };
+  // Consecutive `quote` characters from `at`.
+  const auto run = [&](std::size_t at, char quote) {
+    std::size_t end = at;
+    while (end < text.size() && text[end] == quote) ++end;
+    return end - at;
+  };
+  Mode mode = Mode::key;
+  Mode resume = Mode::key;  // the mode after the current string or comment
+  Lex lex = Lex::outside;
+  std::vector<Nest> nests;
+  const auto in = [&](Nest nest) { return !nests.empty() && nests.back() == nest; };
+  std::size_t i = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // toml++ skips a UTF-8 BOM
+  while (i < text.size()) {
+    const char ch = text[i];
+    switch (lex) {
+      case Lex::outside: {
+        if (non_ascii(i)) return TomlHazard{i, kOutside};
+        const bool blank = ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
+        if (mode == Mode::token) {
+          if (blank || ch == '\n' || ch == ']' || ch == '}' || ch == ',' || ch == '#') {
+            mode = Mode::after;  // a value terminator: look at it again below
+            continue;
+          }
+          break;
+        }
+        if (blank) break;
+        if (ch == '#') {
+          resume = mode;
+          lex = Lex::comment;
+          break;
+        }
+        if (ch == '\n') {
+          if (mode == Mode::key || (mode == Mode::value && !in(Nest::array)) ||
+              (mode == Mode::after && !in(Nest::array))) {
+            mode = Mode::key;
+          }
+          break;
+        }
+        if (mode == Mode::key) {
+          if (ch == '"' || ch == '\'') {
+            resume = Mode::key;
+          } else {
+            if (ch == '=') mode = Mode::value;
+            if (ch == '[') nests.push_back(Nest::header);
+            if ((ch == ']' && in(Nest::header)) || (ch == '}' && in(Nest::inline_table))) {
+              nests.pop_back();
+              mode = Mode::after;
+            }
+            break;
+          }
+        } else if (mode == Mode::value) {
+          if (ch == '"' || ch == '\'') {
+            resume = Mode::after;
+          } else {
+            if (ch == '[') {
+              nests.push_back(Nest::array);
+            } else if (ch == '{') {
+              nests.push_back(Nest::inline_table);
+              mode = Mode::key;
+            } else if (ch == ']' || ch == '}') {
+              if (in(ch == ']' ? Nest::array : Nest::inline_table)) nests.pop_back();
+              mode = Mode::after;
+            } else if (ch != ',') {
+              mode = Mode::token;
+            }
+            break;
+          }
+        } else {  // Mode::after
+          if (ch == ',') {
+            if (in(Nest::array)) mode = Mode::value;
+            if (in(Nest::inline_table)) mode = Mode::key;
+          } else if (ch == ']' || ch == '}') {
+            if ((ch == ']' && (in(Nest::array) || in(Nest::header))) ||
+                (ch == '}' && in(Nest::inline_table))) {
+              nests.pop_back();
+            }
+          } else {
+            mode = Mode::token;  // junk after a value, quotes included: toml++ refuses it
+          }
+          break;
+        }
+        // A quote where a key or a value begins opens a string.
+        const std::size_t quotes = run(i, ch);
+        const bool multi = quotes >= 3;
+        if (ch == '"') lex = multi ? Lex::multi_basic : Lex::basic;
+        if (ch == '\'') lex = multi ? Lex::multi_literal : Lex::literal;
+        i += multi ? 3 : 1;
+        continue;
+      }
+      case Lex::comment:
+        if (ch == '\n') {
+          lex = Lex::outside;
+          mode = resume;
+          continue;  // the line break, outside
+        }
+        break;
+      case Lex::basic:
+      case Lex::literal:
+        if (ch == '\\' && lex == Lex::basic) {
+          if (non_ascii(i + 1)) return TomlHazard{i + 1, kEscape};
+          if (i + 1 < text.size() && text[i + 1] != '\n') {
+            i += 2;
+            continue;
+          }
+          break;
+        }
+        if (ch == '\n') {  // toml++ stops there
+          lex = Lex::outside;
+          mode = resume;
+          continue;
+        }
+        if (ch == (lex == Lex::basic ? '"' : '\'')) {
+          lex = Lex::outside;
+          mode = resume;
+        }
+        break;
+      case Lex::multi_basic:
+      case Lex::multi_literal: {
+        if (ch == '\\' && lex == Lex::multi_basic) {
+          // An escape, or a line-ending backslash: toml++ then skips blanks and line breaks and
+          // asks about the first other character.
+          std::size_t next = i + 1;
+          while (next < text.size() && (text[next] == ' ' || text[next] == '\t' ||
+                                        text[next] == '\r' || text[next] == '\n')) {
+            ++next;
+          }
+          if (non_ascii(next)) return TomlHazard{next, kEscape};
+          i = next == i + 1 ? i + 2 : next;
+          continue;
+        }
+        const char quote = lex == Lex::multi_basic ? '"' : '\'';
+        if (ch == quote) {
+          // Three quotes close the string; up to two more before them belong to it.
+          const std::size_t quotes = run(i, quote);
+          if (quotes >= 3) {
+            lex = Lex::outside;
+            mode = resume;
+          }
+          i += std::min<std::size_t>(quotes, 5);
+          continue;
+        }
+        break;
+      }
+    }
+    ++i;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Config default_config() {
@@ -391,18 +604,24 @@ std::string default_config_path() {
 }
 
 std::expected<Config, Error> parse_config(std::string_view toml_text, std::string_view source) {
+  if (const auto hazard = find_toml_hazard(toml_text)) {
+    const std::string_view before = toml_text.substr(0, hazard->offset);
+    const auto line = std::count(before.begin(), before.end(), '\n') + 1;
+    return std::unexpected(
+        Error{ErrorCategory::config, fmt::format("{}:{}: {}", source, line, hazard->what)});
+  }
   toml::table table;
   try {
     table = toml::parse(toml_text, source);
   } catch (const toml::parse_error& error) {
     return std::unexpected(
-        Error{ErrorCategory::config,
-              fmt::format("{}:{}: {}", source, error.source().begin.line, error.description())});
+        Error{ErrorCategory::config, fmt::format("{}:{}: {}", source, error.source().begin.line,
+                                                 description_text(error.description()))});
   }
   for (const auto& [key, node] : table) {
     if (!kKnownKeys.contains(key.str())) {
-      return std::unexpected(
-          config_error(source, node.source(), key.str(), "unknown key (see mtasts.toml(5))"));
+      return std::unexpected(config_error(source, node.source(), key_text(key.str()),
+                                          "unknown key (see mtasts.toml(5))"));
     }
   }
 
@@ -455,9 +674,13 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
         config_error(source, table.get("cache")->source(), "cache", "must name a file"));
   }
   if (config.timing.fetch_backoff_max < config.timing.fetch_backoff_min) {
-    return std::unexpected(
-        Error{ErrorCategory::config,
-              fmt::format("{}: fetch_backoff_max is below fetch_backoff_min", source)});
+    // The defaults are in order, so the file sets at least one of the two: name its line.
+    const toml::node* max = table.get("fetch_backoff_max");
+    const toml::node* where = max != nullptr ? max : table.get("fetch_backoff_min");
+    return std::unexpected(config_error(
+        source, where->source(), "fetch_backoff_max",
+        fmt::format("{} is below fetch_backoff_min ({})", config.timing.fetch_backoff_max,
+                    config.timing.fetch_backoff_min)));
   }
   config.dns_timeout = std::chrono::milliseconds(dns_ms);
   config.fetch_timeout = std::chrono::milliseconds(fetch_ms);
@@ -505,6 +728,8 @@ std::expected<ListenAddress, Error> parse_listen_address(std::string_view text) 
     return std::unexpected(
         Error{ErrorCategory::config, fmt::format("listen address {}: {}", quote_input(text), why)});
   };
+  // inet_pton reads up to a NUL: "127.0.0.1\0junk" must not pass as 127.0.0.1.
+  if (text.find('\0') != std::string_view::npos) return bad("contains a NUL character");
   std::string host;
   std::string_view port;
   if (text.starts_with('[')) {
@@ -540,6 +765,7 @@ std::expected<std::string, Error> parse_resolver_address(std::string_view text) 
     return std::unexpected(
         Error{ErrorCategory::config, fmt::format("resolver {}: {}", quote_input(text), why)});
   };
+  if (text.find('\0') != std::string_view::npos) return bad("contains a NUL character");
   std::string host;
   std::string port = "53";
   if (text.starts_with('[')) {

@@ -183,5 +183,129 @@ TEST(Config, listen_addresses) {
   EXPECT_FALSE(parse_listen_address(":25"));
 }
 
+// Error reasons are one line (style §2.2): no raw line break or control byte from the file.
+bool one_line(const std::string& reason) {
+  return !reason.empty() && reason.find_first_of("\n\r") == std::string::npos;
+}
+
+// toml++ 3.3 runs into __builtin_unreachable() when it asks whether some non-ASCII characters
+// (U+00A1-U+0499, U+2E4E-U+3247, U+FC26-U+FEFE) are whitespace, which it does outside strings and
+// after a backslash in a """ string. parse_config refuses those before toml++ reads them (found by
+// fuzz/fuzz_config.cpp; under the sanitizers these inputs were undefined behaviour).
+TEST(Config, non_ascii_outside_strings_is_refused_with_its_line) {
+  const std::vector<BadRow> rows = {
+      {"bare key", "ché = \"/tmp\"\n", "test.toml:1: non-ASCII character outside a quoted string"},
+      {"after a value", "cache = \"/tmp/c.mdb\"\nstrict = trueé\n", "test.toml:2: non-ASCII"},
+      {"after a closing quote", "cache = \"/tmp/c.mdb\"é\n", "test.toml:1: non-ASCII"},
+      {"number scanned ahead over a quote", "https_port = 1\"é\"\n", "test.toml:1: non-ASCII"},
+      {"sign scanned ahead", "dns_timeout_ms = -v\"caché\" = 1\n", "test.toml:1: non-ASCII"},
+      {"space date scanned ahead", "cache = 1979-05-27 0\"é\"\n", "test.toml:1: non-ASCII"},
+      {"junk after a value", "cache = \"/a\" \"é\"\n", "test.toml:1: non-ASCII"},
+      {"bare table name", "[socketmap.pöstfix]\n", "test.toml:1: non-ASCII"},
+      {"CJK punctuation", "strict = true、\n", "test.toml:1: non-ASCII"},
+      {"array element", "resolver = [\n  \"127.0.0.1\",\n  1é,\n]\n", "test.toml:3: non-ASCII"},
+      {"inline table", "daemon = { user = \"a\", é = 1 }\n", "test.toml:1: non-ASCII"},
+      // marzer/tomlplusplus#190: valid TOML, but toml++ 3.3 cannot read it.
+      {"after a line-ending backslash", "cache = \"\"\"\\\n§/c.mdb\"\"\"\n",
+       "test.toml:2: non-ASCII character right after a backslash"},
+      {"after blanks and a line-ending backslash", "cache = \"\"\"/a\\  \n\n  é\"\"\"\n",
+       "test.toml:3: non-ASCII character right after a backslash"},
+      {"escaped", "cache = \"\"\"/a\\é\"\"\"\n", "right after a backslash"},
+      {"escaped in a basic string", "cache = \"/a\\é\"\n", "right after a backslash"},
+  };
+  for (const BadRow& row : rows) {
+    SCOPED_TRACE(row.name);
+    auto config = parse(row.text);
+    ASSERT_FALSE(config);
+    EXPECT_EQ(config.error().category, ErrorCategory::config);
+    EXPECT_NE(config.error().reason.find(row.expected), std::string::npos) << config.error().reason;
+  }
+}
+
+TEST(Config, non_ascii_in_strings_and_comments_is_kept) {
+  auto config = parse(
+      "\xEF\xBB\xBF# Konfiguration für mtasts — 日本語、コメント\n"
+      "cache = \"/var/lib/mtasts/cäche.mdb\" # ü\n"
+      "ca_file = '/etc/ssl/é、.pem'\n"
+      "trust_anchor = \"\"\"\n/usr/share/dns/\\\n  root-ﻼ.key\"\"\"\n"
+      "resolver = [ # é\n  \"127.0.0.1\", # ö\n  '::1', # ü\n]\n"
+      "[daemon] # ß\n"
+      "user = \"ünïcode\" # 、\n"
+      "[socketmap.\"postfix\"] # ö\n");
+  ASSERT_TRUE(config) << config.error().reason;
+  EXPECT_EQ(config->cache_path, "/var/lib/mtasts/cäche.mdb");
+  EXPECT_EQ(config->ca_file, "/etc/ssl/é、.pem");
+  EXPECT_EQ(config->trust_anchor_file, "/usr/share/dns/root-ﻼ.key");
+  EXPECT_EQ(config->resolvers, (std::vector<std::string>{"127.0.0.1", "::1"}));
+  EXPECT_EQ(config->daemon.user, "ünïcode");
+  EXPECT_EQ(config->daemon.socketmaps.size(), 1u);
+}
+
+// Strings go to open(), bind(), getpwnam(), inet_pton() and libunbound, which stop at a NUL:
+// "127.0.0.1\0junk:25" used to pass as 127.0.0.1 (found by fuzz/fuzz_config.cpp).
+TEST(Config, nul_in_a_string_is_refused) {
+  const std::vector<BadRow> rows = {
+      {"cache", "cache = \"/var/lib/mtasts/cache.mdb\\u0000.bak\"\n",
+       "test.toml:1: cache: contains a NUL character"},
+      {"user", "[daemon]\nuser = \"mtasts\\u0000root\"\n", "test.toml:2: user: contains a NUL"},
+      {"socket", "[daemon]\nexim_socket = \"/run/a\\u0000b\"\n", "exim_socket: contains a NUL"},
+      {"resolver", "resolver = \"127.0.0.1\\u0000:5353\"\n", "resolver: resolver \"127.0.0.1\\x00"},
+      {"listen", "[daemon]\nexim_listen = [\"127.0.0.1\\u0000x:25\"]\n",
+       "test.toml:2: exim_listen: listen address"},
+  };
+  for (const BadRow& row : rows) {
+    SCOPED_TRACE(row.name);
+    auto config = parse(row.text);
+    ASSERT_FALSE(config);
+    EXPECT_NE(config.error().reason.find(row.expected), std::string::npos) << config.error().reason;
+  }
+  EXPECT_FALSE(parse_listen_address(std::string("127.0.0.1\0junk:25", 17)));
+  EXPECT_FALSE(parse_resolver_address(std::string("127.0.0.1\0:5353", 15)));
+}
+
+// Quoted keys may hold line breaks and control bytes; the message quotes and escapes them.
+TEST(Config, odd_keys_stay_on_one_line) {
+  const std::vector<BadRow> rows = {
+      {"unknown key", "\"evil\\nkey\" = 1\n", "test.toml:1: \"evil\\nkey\": unknown key"},
+      {"unknown daemon key", "[daemon]\n\"x\\ty\" = 1\n",
+       "test.toml:2: daemon.\"x\\ty\": unknown key"},
+      {"map name", "[socketmap.\"a\\r\\nb\"]\n", "socketmap.\"a\\r\\nb\": a map name is"},
+      {"long key", "\"" + std::string(5000, 'k') + "\" = 1\n", "...: unknown key"},
+      {"redefined key", "\"a\\nb\" = 1\n\"a\\nb\" = 2\n", "test.toml:2: "},
+      {"control byte in the text", "cache = \"/a\x01\"\n", "test.toml:1: "},
+  };
+  for (const BadRow& row : rows) {
+    SCOPED_TRACE(row.name);
+    auto config = parse(row.text);
+    ASSERT_FALSE(config);
+    EXPECT_TRUE(one_line(config.error().reason)) << config.error().reason;
+    EXPECT_LT(config.error().reason.size(), 400u);
+    EXPECT_NE(config.error().reason.find(row.expected), std::string::npos) << config.error().reason;
+  }
+}
+
+TEST(Config, inverted_backoff_names_its_line) {
+  auto config = parse("fetch_backoff_min = 7200\nfetch_backoff_max = 3600\n");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().reason,
+            "test.toml:2: fetch_backoff_max: 3600 is below fetch_backoff_min (7200)");
+  config = parse("fetch_backoff_min = 86400\n");  // above the default maximum
+  ASSERT_FALSE(config);
+  EXPECT_TRUE(config.error().reason.starts_with("test.toml:1: fetch_backoff_max: 21600 is below"))
+      << config.error().reason;
+}
+
+// mtastsd.toml(5): without any [socketmap.NAME] table the map "postfix" is served. A bare
+// [socketmap] used to leave no map at all, so every request got "PERM unknown socketmap name".
+TEST(Config, bare_socketmap_table_keeps_the_default_map) {
+  for (const char* text : {"[socketmap]\n", "socketmap = {}\n"}) {
+    SCOPED_TRACE(text);
+    auto config = parse(text);
+    ASSERT_TRUE(config) << config.error().reason;
+    ASSERT_EQ(config->daemon.socketmaps.size(), 1u);
+    EXPECT_EQ(config->daemon.socketmaps.begin()->first, "postfix");
+  }
+}
+
 }  // namespace
 }  // namespace mtasts
