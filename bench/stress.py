@@ -1,11 +1,13 @@
 #!/usr/bin/python3
-"""The long runs of issue 5 (proof under stress), for the cache, the CLI and the Exim module:
-runs tests/integration/test_stress_*.py with MTASTS_LONG=1 (crash consistency: 120 trials of
-random SIGKILLs plus every commit step; concurrency: 64 processes x 300 messages; downgrade:
-every fault through both triggers; bad environments) and prints the figures they report,
-labelled with the date and the machine.
+"""The long runs of issue 5 (proof under stress): runs tests/integration/test_stress_*.py with
+MTASTS_LONG=1 and prints the figures they report, labelled with the date and the machine. For
+the cache, the CLI and the Exim module: crash consistency (120 trials of random SIGKILLs plus
+every commit step), concurrency (64 processes x 300 messages), downgrade (every fault through
+both triggers), bad environments. For mtastsd (part "daemon"): 120 trials of SIGKILLs while it
+fetches, refreshes and purges, refreshing beside 64 processes x 100 messages, 3000 hostile
+policy servers at once, 10 000 malformed requests per protocol and 1000 held connections.
 
-    /usr/bin/python3 bench/stress.py --build-dir build [--only crash,concurrency] [--seed N]
+    /usr/bin/python3 bench/stress.py --build-dir build [--only crash,concurrency,daemon] [--seed N]
 
 As root (exim4 -C, setpriv, tmpfs). Exit status: pytest's (0 when every test passed or failed
 as expected: the xfail markers document known bugs).
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1]
-PARTS = ["crash", "concurrency", "downgrade", "environment"]
+PARTS = ["crash", "concurrency", "downgrade", "environment", "daemon"]
 
 
 def machine() -> str:

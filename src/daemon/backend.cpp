@@ -24,6 +24,8 @@ dns::UnboundOptions resolver_options(const Config& config) {
   options.servers = config.resolvers;
   if (!config.trust_anchor_file.empty()) options.trust_anchor_file = config.trust_anchor_file;
   options.timeout = config.dns_timeout;
+  // Many lookups run at once here; a few domains with dead DNS must not hold every query slot.
+  options.max_outstanding_queries = 4096;
   return options;
 }
 

@@ -2,12 +2,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -181,6 +183,23 @@ std::expected<Listener, std::string> adopt(asio::io_context& io, const Inherited
   return listener;
 }
 
+// Each of up to max_connections clients holds a descriptor, and a lookup it asks for holds more
+// (the policy fetch's socket, DNS sockets) on top of the cache, the listeners and the log. The
+// soft limit a service starts with is often 1024 (systemd's default, LimitNOFILE=1024:524288),
+// which max_connections' default of 1000 alone nearly uses up: past it, accept() and the
+// fetches' and resolver's sockets fail with EMFILE and lookups are answered as DNS failures.
+// Nothing in mtastsd uses select(), so the soft limit goes up to the hard one (at most 2^20).
+void raise_descriptor_limit() {
+  constexpr rlim_t kEnough = rlim_t{1} << 20;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= kEnough) return;
+  const rlim_t wanted =
+      limit.rlim_max == RLIM_INFINITY ? kEnough : std::min(limit.rlim_max, kEnough);
+  if (wanted <= limit.rlim_cur) return;
+  limit.rlim_cur = wanted;
+  (void)::setrlimit(RLIMIT_NOFILE, &limit);
+}
+
 }  // namespace
 
 std::string_view to_string(Protocol protocol) {
@@ -190,6 +209,7 @@ std::string_view to_string(Protocol protocol) {
 std::expected<std::vector<Listener>, std::string> open_listeners(
     asio::io_context& io, const DaemonConfig& config,
     const std::vector<InheritedSocket>& inherited) {
+  raise_descriptor_limit();
   std::vector<Listener> listeners;
   if (!inherited.empty()) {
     for (const InheritedSocket& socket : inherited) {

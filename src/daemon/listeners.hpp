@@ -30,6 +30,8 @@ struct Listener {
   std::string created_path;  // a socket file this process created (removed at exit)
 };
 
+// First raises the soft limit on open files to the hard one: the clients these listeners accept
+// (up to max_connections) and the lookups they ask for each hold descriptors.
 // Without inherited sockets: binds every socket the config names (Unix sockets get
 // socket_owner, socket_group and socket_mode; a stale socket file is replaced, one in use is an
 // error). With inherited sockets (systemd): uses exactly those, each assigned a protocol by its

@@ -2,9 +2,11 @@
 
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 
 #include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
@@ -15,6 +17,7 @@
 
 #include "core/domain.hpp"
 #include "core/exim_request.hpp"
+#include "core/log_limiter.hpp"
 #include "core/netstring.hpp"
 #include "core/socketmap.hpp"
 #include "core/text_quote.hpp"
@@ -25,6 +28,38 @@ namespace {
 using namespace boost::asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
+
+// Client errors (malformed requests, deadlines missed, answers not taken) are the client's doing
+// and can come by the ten thousand: at most kClientErrorBurst lines every kClientErrorWindow,
+// the rest counted and reported in one line (core/log_limiter.hpp). One limit for both
+// protocols; the sessions all run on the event loop's thread.
+constexpr std::uint32_t kClientErrorBurst = 10;
+constexpr std::chrono::seconds kClientErrorWindow{10};
+
+LogLimiter& client_error_limiter() {
+  static LogLimiter limiter(kClientErrorBurst, kClientErrorWindow);
+  return limiter;
+}
+
+void report_suppressed(spdlog::logger& logger, std::uint64_t count) {
+  logger.info("{} more client error message{} suppressed (at most {} are logged every {} s)", count,
+              count == 1 ? "" : "s", kClientErrorBurst, kClientErrorWindow.count());
+}
+
+// Logs one client error at info, within the limit. Formatted only when it is written.
+template <class... Args>
+void client_error(State& state, fmt::format_string<Args...> format, Args&&... args) {
+  const LogLimiter::Admission admission = client_error_limiter().admit(Clock::now());
+  if (admission.suppressed > 0) report_suppressed(*state.logger, admission.suppressed);
+  if (admission.log) state.logger->info("{}", fmt::format(format, std::forward<Args>(args)...));
+}
+
+// Each new connection reports what a finished window left out, so the count is not held back
+// until the next client error.
+void report_suppressed_client_errors(State& state) {
+  const std::uint64_t count = client_error_limiter().take_suppressed(Clock::now());
+  if (count > 0) report_suppressed(*state.logger, count);
+}
 
 // Registers a connection for the life of its coroutine.
 template <class Socket>
@@ -132,6 +167,7 @@ asio::awaitable<std::string> exim_reply(std::string line, State& state) {
 template <class Socket>
 asio::awaitable<void> exim_session(Socket socket, State& state) {
   Registration<Socket> registration(state.connections, socket);
+  report_suppressed_client_errors(state);
   const std::shared_ptr<const Config> config = state.config;
   const DaemonConfig& settings = config->daemon;
   const Clock::time_point deadline = Clock::now() + settings.read_timeout;
@@ -161,17 +197,17 @@ asio::awaitable<void> exim_session(Socket socket, State& state) {
   std::string reply;
   if (step.status == LineStatus::invalid) {
     if (eof && buffer.empty()) co_return;  // connected and left: nothing to answer
-    state.logger->info("exim: {}: {}", peer_name(socket), step.reason);
+    client_error(state, "exim: {}: {}", peer_name(socket), step.reason);
     reply = exim_error_answer(step.reason);
   } else {
     reply = co_await exim_reply(std::string(step.line), state);
     if (reply.starts_with(kEximErrorPrefix)) {
-      state.logger->info("exim: {}: {}", peer_name(socket), reply);
+      client_error(state, "exim: {}: {}", peer_name(socket), reply);
     }
   }
   if (!co_await write_all(socket, reply, settings.write_timeout)) {
-    state.logger->info("exim: {}: the answer could not be delivered (client gone or too slow)",
-                       peer_name(socket));
+    client_error(state, "exim: {}: the answer could not be delivered (client gone or too slow)",
+                 peer_name(socket));
     co_return;
   }
   co_await close_after_answer(socket);
@@ -195,8 +231,8 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
   auto domain = normalize_domain(request->key);
   if (!domain) {
     if (domain.error().category != ErrorCategory::address_literal) {
-      state.logger->info("socketmap: key {} is not a domain ({}); NOTFOUND",
-                         quote_input(request->key), domain.error().reason);
+      client_error(state, "socketmap: key {} is not a domain ({}); NOTFOUND",
+                   quote_input(request->key), domain.error().reason);
     }
     co_return "NOTFOUND ";
   }
@@ -225,6 +261,7 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
 template <class Socket>
 asio::awaitable<void> socketmap_session(Socket socket, State& state) {
   Registration<Socket> registration(state.connections, socket);
+  report_suppressed_client_errors(state);
   std::string buffer;
   std::array<char, 4096> chunk;
   Clock::time_point request_started{};
@@ -238,8 +275,8 @@ asio::awaitable<void> socketmap_session(Socket socket, State& state) {
       if (step.status == NetstringStatus::need_more) break;
       registration.busy(true);
       if (step.status == NetstringStatus::invalid) {
-        state.logger->info("socketmap: {}: {}; closing the connection", peer_name(socket),
-                           step.reason);
+        client_error(state, "socketmap: {}: {}; closing the connection", peer_name(socket),
+                     step.reason);
         const std::string reply =
             format_netstring(socketmap_perm(fmt::format("protocol error: {}", step.reason)));
         if (co_await write_all(socket, reply, settings.write_timeout)) {
@@ -252,7 +289,7 @@ asio::awaitable<void> socketmap_session(Socket socket, State& state) {
       request_started = Clock::now();
       const std::string reply = co_await socketmap_reply_for(std::move(payload), state, *config);
       if (!co_await write_all(socket, format_netstring(reply), settings.write_timeout)) {
-        state.logger->info("socketmap: {}: a reply could not be delivered", peer_name(socket));
+        client_error(state, "socketmap: {}: a reply could not be delivered", peer_name(socket));
         co_return;
       }
     }
@@ -262,8 +299,8 @@ asio::awaitable<void> socketmap_session(Socket socket, State& state) {
                                                       : request_started + settings.read_timeout;
     auto [ec, n] = co_await read_some(socket, asio::buffer(chunk), deadline);
     if (ec == asio::error::timed_out && !buffer.empty()) {
-      state.logger->info("socketmap: {}: no complete request within {} ms; closing",
-                         peer_name(socket), settings.read_timeout.count());
+      client_error(state, "socketmap: {}: no complete request within {} ms; closing",
+                   peer_name(socket), settings.read_timeout.count());
     }
     if (ec) co_return;  // EOF, idle, reset, or closed by a stop
     if (buffer.empty()) request_started = Clock::now();

@@ -47,6 +47,9 @@ DEFAULT_TTL = 0                # tests change the world while it runs: nothing m
 HUGE_BODY_SIZE = 1024 * 1024
 REQUEST_HEAD_LIMIT = 64 * 1024
 REQUEST_BODY_LIMIT = 16 * 1024 * 1024
+UDP_RECEIVE_BUFFER = 8 * 1024 * 1024   # asked for; the kernel caps it at net.core.rmem_max
+LISTEN_BACKLOG = 4096          # a client opening a thousand connections at once (capped at
+                               # net.core.somaxconn); with 128 the rest wait for SYN retries
 IO_TIMEOUT = 30                # seconds a normal connection may sit idle
 POLL = 0.5                     # seconds between checks of the stop flag in blocking loops
 
@@ -426,7 +429,7 @@ def bind_pair(host, port, second):
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             listener.bind((host, port))
-            listener.listen(128)
+            listener.listen(LISTEN_BACKLOG)
             return listener, second(listener.getsockname()[1])
         except OSError:
             listener.close()
@@ -474,6 +477,10 @@ class DnsServer:
     @staticmethod
     def _bind_udp(host, port):
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # A resolver with a thousand lookups at once sends its queries in one burst; with the
+        # default buffer (~200 KiB: about 200 queries) most would be dropped before this single
+        # thread reads them. Up to net.core.rmem_max is granted.
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
         try:
             udp.bind((host, port))
         except OSError:
@@ -524,12 +531,14 @@ class DnsServer:
 def wait_until_closed(sock, stop):
     """Say nothing, discard what the peer sends, return when it closes or the world stops.
 
-    Works on a duplicate of the descriptor so it can be used mid-handshake, under TLS."""
+    Works on a duplicate of the descriptor so it can be used mid-handshake, under TLS. poll(),
+    not select(): with a thousand connections held, descriptors pass FD_SETSIZE (1024)."""
     dup = socket.socket(fileno=os.dup(sock.fileno()))
+    poller = select.poll()
+    poller.register(dup, select.POLLIN)
     try:
         while not stop.is_set():
-            readable, _, _ = select.select([dup], [], [], POLL)
-            if readable and not dup.recv(65536, socket.MSG_DONTWAIT):
+            if poller.poll(POLL * 1000) and not dup.recv(65536, socket.MSG_DONTWAIT):
                 return
     except OSError:
         return
@@ -645,7 +654,7 @@ class HttpsServer:
         try:
             probe.bind((ADDRESSES["refused"], port))
             blackhole.bind((ADDRESSES["blackhole"], port))
-            blackhole.listen(128)
+            blackhole.listen(LISTEN_BACKLOG)
         except OSError:
             blackhole.close()
             raise

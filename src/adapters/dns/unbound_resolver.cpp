@@ -125,6 +125,9 @@ struct UnboundResolver::Impl : std::enable_shared_from_this<UnboundResolver::Imp
     if (ctx == nullptr) return "libunbound: cannot create a resolver context (out of memory?)";
     int rc = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no");
     if (rc != 0) return fmt::format("libunbound: do-not-query-localhost: {}", ub_strerror(rc));
+    const std::string range = std::to_string(options.max_outstanding_queries);
+    rc = ub_ctx_set_option(ctx, "outgoing-range:", range.c_str());
+    if (rc != 0) return fmt::format("libunbound: outgoing-range {}: {}", range, ub_strerror(rc));
     // One background thread rather than a forked process: we may run inside Exim's delivery
     // processes, where an extra child and its SIGCHLD would surprise the host.
     rc = ub_ctx_async(ctx, 1);

@@ -40,6 +40,11 @@ struct UnboundOptions {
   bool trust_anchor_auto_update = false;
   // Deadline of one query (for addresses(): of the A and AAAA queries, which run concurrently).
   std::chrono::milliseconds timeout{5000};
+  // Queries libunbound may have out at once (its outgoing-range; one UDP socket each). Its
+  // default of 16 suits one lookup at a time (CLI, Exim module); a daemon needs far more, or a
+  // few dozen domains whose DNS never answers hold every slot for `timeout` and starve every
+  // other lookup.
+  unsigned max_outstanding_queries = 16;
 };
 
 class UnboundResolver final : public Resolver {
