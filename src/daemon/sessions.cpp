@@ -98,6 +98,19 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_some(Socket& socket,
 template <class Socket>
 asio::awaitable<bool> write_all(Socket& socket, std::string_view data,
                                 std::chrono::milliseconds timeout) {
+  // An answer is ~100 octets and the socket buffer nearly always has room: write it at once,
+  // without a timer and an asynchronous operation (the common case costs one send()).
+  error_code ec;
+  socket.non_blocking(true, ec);
+  if (!ec) {
+    const std::size_t written = socket.write_some(asio::buffer(data), ec);
+    if (!ec) {
+      if (written == data.size()) co_return true;
+      data.remove_prefix(written);
+    } else if (ec != asio::error::would_block && ec != asio::error::try_again) {
+      co_return false;
+    }
+  }
   asio::steady_timer timer(socket.get_executor(), timeout);
   auto result = co_await (
       asio::async_write(socket, asio::buffer(data), asio::as_tuple(asio::use_awaitable)) ||
@@ -151,8 +164,10 @@ asio::awaitable<std::string> exim_reply(std::string line, State& state) {
     LookupResult result = co_await backend->lookup(*domain);
     answer = std::move(result.answer);
     const std::string reply = exim_answer(*request, answer);
-    state.logger->debug("exim: {} -> {} ({})", quote_input(line), quote_input(reply, 200),
-                        source_name(result.source));
+    if (state.logger->should_log(spdlog::level::debug)) {  // quoting costs, even unlogged
+      state.logger->debug("exim: {} -> {} ({})", quote_input(line), quote_input(reply, 200),
+                          source_name(result.source));
+    }
     co_return reply;
   }
   if (domain.error().category != ErrorCategory::address_literal) {
@@ -253,8 +268,10 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
   }
   std::string reply =
       socketmap_reply(*domain, result.answer, policy_text, last_error, map->second, mx_hosts);
-  state.logger->debug("socketmap: {} -> {} ({})", quote_input(payload), quote_input(reply, 200),
-                      source_name(result.source));
+  if (state.logger->should_log(spdlog::level::debug)) {  // quoting costs, even unlogged
+    state.logger->debug("socketmap: {} -> {} ({})", quote_input(payload), quote_input(reply, 200),
+                        source_name(result.source));
+  }
   co_return reply;
 }
 
