@@ -131,7 +131,10 @@ def write_manifest(path: Path, domains: list[str]) -> None:
     notes: dict = {}
     for d in domains:
         dns[f"_mta-sts.{d}"] = {"TXT": [["v=STSv1; id=bench1;"]]}
-        dns[d] = {"MX": [[10, f"mx1.{d}"]]}
+        # A usual MX TTL (the world's default is 0, for tests that change it while it runs):
+        # mtastsd looks the MX up to expand "*." patterns for Postfix's match= and keeps the
+        # answer for its TTL.
+        dns[d] = {"MX": [[10, f"mx1.{d}"]], "ttl": 3600}
         https[f"mta-sts.{d}"] = {"body": policy_body("enforce", bench_mx(d))}
         notes[d] = "daemon_bench: enforce, mx1.<d> and *.mail.<d>"
     for d, (txt, spec, _) in check_domains().items():

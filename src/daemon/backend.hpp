@@ -89,7 +89,7 @@ class Backend : public std::enable_shared_from_this<Backend> {
     std::chrono::steady_clock::time_point until;
   };
   static constexpr std::size_t kMxMemoEntries = 65536;
-  static constexpr std::chrono::seconds kMxMemoMinimum{5};
+  static constexpr std::chrono::seconds kMxMemoMinimum{30};
   static constexpr std::chrono::seconds kMxMemoMaximum{3600};
 
   asio::any_io_executor executor_;
