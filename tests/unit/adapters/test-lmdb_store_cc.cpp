@@ -32,31 +32,17 @@
 
 #include "adapters/store/lmdb_layout.hpp"
 
+#include "unit/adapters/temp_dir.hpp"
+
 namespace mtasts::store {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// Each test's own directory.
+class TempDir : public test_support::TempDir {
  public:
-  TempDir() {
-    std::string pattern = "/tmp/mtasts-lmdb-test-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  [[nodiscard]] std::string file(std::string_view name) const {
-    return (path_ / std::string(name)).string();
-  }
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  TempDir() : test_support::TempDir("mtasts-lmdb-test") {}
 };
 
 // Raw LMDB access, as Exim's lookup or the Perl tool would do it. Only call these while no

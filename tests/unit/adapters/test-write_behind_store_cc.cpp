@@ -18,30 +18,17 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "unit/adapters/temp_dir.hpp"
+
 namespace mtasts::store {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// Each test's own directory.
+class TempDir : public test_support::TempDir {
  public:
-  TempDir() {
-    std::string pattern = "/tmp/mtasts-wbs-test-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  [[nodiscard]] std::string file(std::string_view name) const {
-    return (path_ / std::string(name)).string();
-  }
-
- private:
-  fs::path path_;
+  TempDir() : test_support::TempDir("mtasts-wbs-test") {}
 };
 
 CacheEntry enforce_entry(std::string id) {
