@@ -137,6 +137,12 @@ int Daemon::run() {
     return kExitOsError;
   }
   listeners_ = std::move(*listeners);
+  // However run() ends from here on, the socket files it created go (a failed start must not
+  // leave a dead socket behind for the MTA to connect to); those systemd passed stay.
+  struct SocketCleanup {
+    Daemon& daemon;
+    ~SocketCleanup() { daemon.remove_created_sockets(); }
+  } cleanup{*this};
   if (!config.daemon.metrics_listen.empty()) {
     auto opened = MetricsServer::open(io_, config.daemon.metrics_listen);
     if (!opened) {
@@ -202,9 +208,7 @@ int Daemon::run() {
 
   // What the write-behind queue holds is committed before the exit (also on the _Exit below).
   state_.backend->store()->flush();
-  for (const Listener& listener : listeners_) {
-    if (!listener.created_path.empty()) ::unlink(listener.created_path.c_str());
-  }
+  remove_created_sockets();  // now: the _Exit below skips destructors
   // Not `log`: a reload may have replaced the logger.
   state_.logger->info("stopped");
   state_.logger->flush();
@@ -214,6 +218,13 @@ int Daemon::run() {
     std::_Exit(kExitOk);
   }
   return kExitOk;
+}
+
+void Daemon::remove_created_sockets() {
+  for (Listener& listener : listeners_) {
+    if (!listener.created_path.empty()) ::unlink(listener.created_path.c_str());
+    listener.created_path.clear();
+  }
 }
 
 asio::awaitable<void> Daemon::handle_signals() {

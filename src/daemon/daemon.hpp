@@ -48,6 +48,7 @@ class Daemon {
   asio::awaitable<void> handle_signals();
   asio::awaitable<void> stop();
   void reload();
+  void remove_created_sockets();
   void spawn_accept_loop(Listener& listener);
   [[nodiscard]] std::string render_metrics() const;
 
