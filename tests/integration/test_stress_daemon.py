@@ -1105,7 +1105,12 @@ def test_hostile_policy_servers(storm_world):
         by_sni, blackholes = connections_by_sni(world, storm_start)
         fetching = [dom for dom, kind in domains.items() if kind in TLS_KINDS]
         counts = Counter(by_sni[f"mta-sts.{dom}"] for dom in fetching)
-        assert counts == Counter({1: len(fetching)}), counts
+        # Never two connections for one domain. A connection the loaded world never logged (its
+        # backlog full, the connect timed out: seen on a busy CI machine) counts 0 here; that
+        # each attempted domain was fetched exactly once is asserted from mtastsd's own fetch
+        # counter below.
+        assert set(counts) <= {0, 1}, counts
+        print(f"storm: {counts[1]} of {len(fetching)} TLS fetches seen by the world")
         # Black-hole connections carry no name; the world may log the last ones late.
         n_blackhole = sum(1 for k in domains.values() if k == "blackhole")
         assert blackholes <= n_blackhole, (blackholes, n_blackhole)
@@ -1156,8 +1161,9 @@ def test_hostile_policy_servers(storm_world):
                     timeout=60, what="the second fetches to end")
         by_sni, blackholes = connections_by_sni(world, mark)
         again = [x for x in sample if domains[x] in TLS_KINDS]
-        assert Counter(by_sni[f"mta-sts.{x}"] for x in again) == Counter({1: len(again)}), by_sni
-        assert sum(by_sni.values()) == len(again), by_sni
+        # At most one connection each (see above); exactly one fetch each from the counter.
+        assert set(Counter(by_sni[f"mta-sts.{x}"] for x in again)) <= {0, 1}, by_sni
+        assert sum(by_sni.values()) <= len(again), by_sni
         assert blackholes <= sum(1 for x in sample if domains[x] == "blackhole")
         assert fetch_count() - fetched_before == sum(1 for x in sample
                                                      if domains[x] != "servfail")
