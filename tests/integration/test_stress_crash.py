@@ -338,14 +338,6 @@ if eh.sanitized():
     STEP_CASES = [(kind, step) for kind, step in STEP_CASES if step in ("sync", "committed")]
 
 
-@pytest.fixture(scope="module")
-def kill_shim(tmp_path_factory):
-    library = st.build_kill_shim(tmp_path_factory.mktemp("shim"))
-    if library is None:
-        pytest.skip("no C compiler to build the kill shim")
-    return library
-
-
 @pytest.mark.parametrize("kind,step", STEP_CASES)
 def test_sigkill_at_each_step_of_a_commit(run, kill_shim, kind, step):
     """The writer is killed exactly at one step of a commit: the file must open with no

@@ -563,14 +563,6 @@ if eh.sanitized():
     COMMIT_STEPS = ["sync", "committed"]
 
 
-@pytest.fixture(scope="module")
-def kill_shim(tmp_path_factory):
-    library = st.build_kill_shim(tmp_path_factory.mktemp("shim"))
-    if library is None:
-        pytest.skip("no C compiler to build the kill shim")
-    return library
-
-
 @pytest.mark.parametrize("step", COMMIT_STEPS)
 def test_sigkill_daemon_at_each_step_of_a_commit(crash_run, kill_shim, step):
     """mtastsd is killed exactly at one step of its first commit (the entries of concurrent
