@@ -16,6 +16,7 @@ build_packages=(
 test_packages=(
   python3 python3-pytest python3-dnslib python3-cryptography
   faketime iproute2 lmdb-utils systemd
+  unbound-host   # a real validating resolver for the world's DNSSEC self-tests
   exim4-daemon-heavy liblmdb-file-perl
   # the libraries of Postfix 3.7, which the end-to-end tests run from the unpacked package
   # (scripts/fetch-postfix.sh): Postfix itself conflicts with exim4 and is never installed

@@ -29,10 +29,11 @@ import time
 import urllib.parse
 from http import HTTPStatus
 
-from dnslib import (AAAA, CNAME, EDNS0, MX, QTYPE, RCODE, RR, SOA, TLSA, TXT, A, DNSLabel,
-                    DNSRecord)
+from dnslib import (AAAA, CNAME, EDNS0, MX, QTYPE, RCODE, RD, RR, SOA, TLSA, TXT, A,
+                    DNSLabel, DNSRecord)
 
 import certs
+import dnssec
 import smtp_sinks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,7 +124,7 @@ RDATA = {
     "AAAA": (QTYPE.AAAA, _aaaa_rdata),
     "TLSA": (QTYPE.TLSA, _tlsa_rdata),
 }
-DNS_KEYS = set(RDATA) | {"CNAME", "fault", "ttl"}
+DNS_KEYS = set(RDATA) | {"CNAME", "fault", "ttl", "bogus"}
 
 
 def validate_dns_entry(name, entry):
@@ -151,6 +152,8 @@ def validate_dns_entry(name, entry):
         raise ValueError(f"dns {name}: fault must be one of {FAULTS}")
     if "ttl" in entry and (not isinstance(entry["ttl"], int) or entry["ttl"] < 0):
         raise ValueError(f"dns {name}: ttl must be a non-negative integer")
+    if "bogus" in entry and not isinstance(entry["bogus"], bool):
+        raise ValueError(f"dns {name}: bogus must be true or false")
     return entry
 
 
@@ -199,7 +202,7 @@ def validate_https_spec(host, spec):
 def load_manifest(path):
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
-    unknown = set(manifest) - {"dns", "https", "smtp", "domains"}
+    unknown = set(manifest) - {"dns", "https", "smtp", "domains", "dnssec"}
     if unknown:
         raise ValueError(f"manifest: unknown top-level keys {sorted(unknown)}")
     return manifest
@@ -216,6 +219,8 @@ class WorldState:
         self.https = {}
         # SMTP sinks (smtp_sinks.py): their names get A records; world.py starts them on demand.
         self.smtp = smtp_sinks.validate_sinks(manifest.get("smtp", {}))
+        # DNSSEC zone cuts (dnssec.py): fixed at start, their apexes exist and have an SOA.
+        self.zones = dnssec.Zones(manifest.get("dnssec", {}), normalize_name)
         self.log = {"dns": [], "https": [], "connections": []}
         for name, entry in manifest.get("dns", {}).items():
             self.dns[normalize_name(name)] = validate_dns_entry(name, entry)
@@ -227,7 +232,7 @@ class WorldState:
         """Every name with data, and each of its parents down to the TLD, exists (NODATA if it
         has no data of the asked type); other names under those TLDs are NXDOMAIN."""
         existing = set()
-        for name in list(self.dns) + list(self.https) + list(self.smtp):
+        for name in list(self.dns) + list(self.https) + list(self.smtp) + self.zones.names():
             existing.update(ancestors(name))
         self._existing = existing
         self._tlds = {name.rsplit(".", 1)[-1] for name in existing}
@@ -277,9 +282,14 @@ class WorldState:
             sink = self.smtp.get(name)
             if sink and "A" not in entry and "CNAME" not in entry:
                 entry["A"] = [sink["address"]]
-            if name in self._tlds:
+            if name in self._tlds or name in self.zones.zones:
                 entry["SOA"] = True
             return entry
+
+    def is_bogus(self, name):
+        """The entry at name asks for corrupted signatures."""
+        with self.lock:
+            return bool(self.dns.get(name, {}).get("bogus"))
 
     def https_spec(self, host):
         if not host:
@@ -339,10 +349,73 @@ def fault_result(fault, first_name):
     return RCODE.SERVFAIL, [], []
 
 
+def answer_zone(state, name, qtype):
+    """The dnssec zone (dnssec.Zone) that answers qtype at name, or None: the nearest listed
+    zone, but a DS at a zone apex comes from the zone it is delegated from."""
+    zone = state.zones.find(name)
+    if zone and qtype == "DS" and zone.name == name:
+        return state.zones.parent(zone)
+    return zone
+
+
+def dnssec_rrs(state, name, owner, qtype):
+    """DNSKEY at a signed zone apex; DS at a signed child apex, served by its signed parent."""
+    zone = state.zones.zones.get(name)
+    if not zone or not zone.signed:
+        return []
+    if qtype in ("DNSKEY", "ANY"):
+        return [zone.dnskey_rr(owner, DEFAULT_TTL)]
+    parent = state.zones.parent(zone)
+    if qtype == "DS" and parent and parent.signed:
+        return [RR(owner, dnssec.TYPE_DS, ttl=DEFAULT_TTL, rdata=RD(zone.ds()))]
+    return []
+
+
+def signed(state, zone, rrs):
+    """rrs, each RRset followed by its RRSIG when zone is signed (corrupted for "bogus")."""
+    if not zone or not zone.signed:
+        return rrs
+    rrsets = {}
+    for rr in rrs:
+        rrsets.setdefault((str(rr.rname).lower().rstrip("."), rr.rtype), []).append(rr)
+    out = []
+    for (owner, _), rrset in rrsets.items():
+        out += rrset + [zone.sign(rrset, corrupt=state.is_bogus(owner))]
+    return out
+
+
+def present_types(state, entry, name, zone):
+    """The types at name for the bitmap of a black-lie NSEC from zone."""
+    if entry is None:
+        return set()
+    if state.zones.find(name) is not zone:        # a delegation, seen from the parent
+        return {dnssec.TYPE_NS}
+    types = {code for rtype, (code, _) in RDATA.items() if entry.get(rtype)}
+    if "CNAME" in entry:
+        types.add(QTYPE.CNAME)
+    if entry.get("SOA"):
+        types.add(QTYPE.SOA)
+    if name == zone.name:
+        types.add(dnssec.TYPE_DNSKEY)
+    return types
+
+
+def negative(state, zone, entry, name, owner):
+    """Authority of a NODATA or NXDOMAIN: the SOA of the listed zone (of the TLD outside any);
+    in a signed zone with its RRSIG and a black-lie NSEC at the name."""
+    soa = [soa_rr(zone.name if zone else name.rsplit(".", 1)[-1])]
+    if not zone or not zone.signed:
+        return soa
+    nsec = dnssec.nsec_rr(owner, name, present_types(state, entry, name, zone), DEFAULT_TTL)
+    return signed(state, zone, soa) + signed(state, zone, [nsec])
+
+
 def resolve(state, qname, qtype):
     """(rcode, answer RRs, authority RRs) as a recursive resolver would give, or TIMEOUT.
 
     CNAMEs are followed inside the world, up to MAX_CNAME_HOPS, the whole chain in the answer.
+    Inside a signed dnssec zone every RRset comes with its RRSIG, and a missing name or type is
+    NODATA with a black-lie NSEC (README.md, "DNSSEC").
     """
     try:
         name = normalize_name(qname)
@@ -356,18 +429,21 @@ def resolve(state, qname, qtype):
         entry = state.dns_entry(name)
         if entry and entry.get("fault"):
             return fault_result(entry["fault"], first_name=hop == 0)
-        zone = name.rsplit(".", 1)[-1]
+        zone = answer_zone(state, name, qtype)
         if entry is None:
             if not state.in_world(name):          # the chain left the world
                 return RCODE.SERVFAIL, [], []
-            return RCODE.NXDOMAIN, answers, [soa_rr(zone)]
+            rcode = RCODE.NOERROR if zone and zone.signed else RCODE.NXDOMAIN
+            return rcode, answers, negative(state, zone, entry, name, owner)
         if "CNAME" in entry and qtype not in ("CNAME", "ANY"):
-            answers += rrs_at(entry, name, owner, "CNAME")
+            answers += signed(state, zone, rrs_at(entry, name, owner, "CNAME"))
             name = entry["CNAME"]
             owner = DNSLabel(name + ".")
             continue
-        found = rrs_at(entry, name, owner, qtype)
-        return RCODE.NOERROR, answers + found, [] if found else [soa_rr(zone)]
+        found = rrs_at(entry, name, owner, qtype) + dnssec_rrs(state, name, owner, qtype)
+        if found:
+            return RCODE.NOERROR, answers + signed(state, zone, found), []
+        return RCODE.NOERROR, answers, negative(state, zone, entry, name, owner)
     return RCODE.SERVFAIL, [], []                 # CNAME loop or a chain that is too long
 
 
@@ -949,6 +1025,10 @@ def main(argv=None):
         os.makedirs(state_dir, exist_ok=True)
         state = WorldState(load_manifest(args.manifest), args.listen)
         certstore = certs.CertStore(state_dir)
+        # The trust anchors of the signed top zones of "dnssec" (an empty file without any).
+        trust_anchor_file = os.path.join(state_dir, "trust-anchors.key")
+        with open(trust_anchor_file, "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in state.zones.trust_anchors())
         dns = DnsServer(state, stop, args.listen, args.dns_port)
         https = HttpsServer(state, certstore, stop, args.listen, args.https_port)
         control = ControlServer(state, args.listen, args.control_port)
@@ -973,6 +1053,7 @@ def main(argv=None):
         "untrusted_ca_file": certstore.untrusted_ca_file,
         "pid": os.getpid(),
         "listen": args.listen,
+        "trust_anchor_file": trust_anchor_file,
         **smtp_info,
     })
     reason = wait_for_end(stop, args.lifetime, parent)
