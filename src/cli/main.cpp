@@ -103,6 +103,24 @@ nlohmann::json entry_json(const CacheEntry& entry) {
   json["last_error"] = entry.last_error;
   json["tlsrpt_rua"] = entry.report;
   json["dnssec"] = entry.txt_dnssec;
+  if (entry.dane) {
+    const DaneState& dane = *entry.dane;
+    nlohmann::json hosts = nlohmann::json::array();
+    for (const DaneHost& host : dane.hosts) {
+      hosts.push_back({{"preference", host.preference},
+                       {"host", host.name},
+                       {"state", std::string(to_string(host.state))},
+                       {"why", host.why}});
+    }
+    json["dane"] = {{"verdict", std::string(to_string(dane.verdict))},
+                    {"reason", dane.reason},
+                    {"required", dane.required},
+                    {"checked_at", dane.checked_at},
+                    {"expires_at", dane.expires_at},
+                    {"hosts", std::move(hosts)}};
+  } else {
+    json["dane"] = nullptr;
+  }
   return json;
 }
 
@@ -117,7 +135,10 @@ nlohmann::json result_json(const LookupResult& result) {
       {"mx", result.answer.mx},
       {"id", result.answer.id},
       {"expires_at", result.answer.expires_at},
-      {"reason", result.answer.reason}};
+      {"reason", result.answer.reason},
+      {"dane", std::string(to_string(result.answer.dane))},
+      {"dane_required", result.answer.dane_required},
+      {"dane_reason", result.answer.dane_reason}};
   json["source"] = result.source == AnswerSource::cache ? "cache" : "network";
   json["entry"] = result.entry ? entry_json(*result.entry) : nlohmann::json(nullptr);
   return json;
@@ -143,6 +164,19 @@ void print_entry_lines(const CacheEntry& entry) {
   if (!entry.failed_id.empty()) {
     fmt::print("  backoff:     id {} failed {} time(s), next fetch after {}\n", entry.failed_id,
                entry.failures, format_time(entry.retry_fetch_at));
+  }
+  if (entry.dane) {
+    const DaneState& dane = *entry.dane;
+    fmt::print("  dane:        {}{} ({})\n", to_string(dane.verdict),
+               dane.required ? ", required by configuration" : "", dane.reason);
+    fmt::print("  dane checked: {}, re-check from {}\n", format_time(dane.checked_at),
+               format_time(dane.expires_at));
+    for (const DaneHost& host : dane.hosts) {
+      fmt::print("    mx {} {}: {} ({})\n", host.preference, host.name, to_string(host.state),
+                 host.why);
+    }
+  } else {
+    fmt::print("  dane:        - (not checked: needs trust_anchor, dane = true)\n");
   }
 }
 

@@ -248,13 +248,26 @@ Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
 }
 
 Answer answer_from_entry(const CacheEntry& entry, UnixTime now, bool strict) {
-  if (entry.policy && now < entry.policy->expires_at) return policy_answer(*entry.policy);
-  if (entry.unavailable) {
-    return apply_strict(no_policy_answer(entry.last_error.empty() ? "published policy unavailable"
-                                                                  : entry.last_error),
-                        entry, strict);
+  if (entry.policy && now < entry.policy->expires_at) {
+    return apply_dane(policy_answer(*entry.policy), entry);
   }
-  return no_policy_answer(entry.last_error.empty() ? "no MTA-STS policy" : entry.last_error);
+  if (entry.unavailable) {
+    return apply_dane(
+        apply_strict(no_policy_answer(entry.last_error.empty() ? "published policy unavailable"
+                                                               : entry.last_error),
+                     entry, strict),
+        entry);
+  }
+  return apply_dane(
+      no_policy_answer(entry.last_error.empty() ? "no MTA-STS policy" : entry.last_error), entry);
+}
+
+Answer apply_dane(Answer answer, const CacheEntry& entry) {
+  if (!entry.dane) return answer;
+  answer.dane = entry.dane->verdict;
+  answer.dane_required = entry.dane->required;
+  answer.dane_reason = entry.dane->reason;
+  return answer;
 }
 
 Answer apply_strict(Answer answer, const CacheEntry& entry, bool strict) {

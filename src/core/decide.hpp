@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dane.hpp"
 #include "core/error.hpp"
 #include "core/policy.hpp"
 #include "core/sts_record.hpp"
@@ -41,6 +42,7 @@ struct CacheEntry {
   std::string report;           // TLSRPT rua URIs joined by "," (commas inside URIs %-encoded)
   std::string txt_dnssec;       // DNSSEC status of the last _mta-sts answer: secure, insecure,
                                 // bogus, indeterminate; empty when unknown
+  std::optional<DaneState> dane;  // the last DANE evaluation (absent: none made, DANE off)
   friend bool operator==(const CacheEntry&, const CacheEntry&) = default;
 };
 
@@ -81,6 +83,12 @@ struct Answer {
   std::string id;
   UnixTime expires_at = 0;
   std::string reason;  // why no_policy / fail, for `query` and logs
+  // DANE (RFC 7672), evaluated before MTA-STS and never overridden by it (RFC 8461 §2): failed
+  // holds the mail whatever the policy says; all_usable (or dane_required) hands delivery to
+  // the MTA's DANE. The policy fields above stay as they are (the mx filter still applies).
+  DaneVerdict dane = DaneVerdict::not_applicable;
+  bool dane_required = false;  // the admin made DANE mandatory for this domain (DANE-15)
+  std::string dane_reason;
   friend bool operator==(const Answer&, const Answer&) = default;
 };
 
@@ -115,6 +123,9 @@ struct Decision {
 // The answer a stored entry gives at `now` without any network (used while is_fresh()).
 // `strict` turns "published but unavailable, nothing cached" into fail instead of no_policy.
 [[nodiscard]] Answer answer_from_entry(const CacheEntry& entry, UnixTime now, bool strict);
+
+// The answer with the entry's DANE state (if any) folded in.
+[[nodiscard]] Answer apply_dane(Answer answer, const CacheEntry& entry);
 
 // Strict mode (an admin's opt-in) turns "a policy is published but unavailable and nothing usable
 // is cached" into fail instead of no_policy. Every other answer passes through unchanged.

@@ -32,6 +32,9 @@ std::string pattern_regex(const std::string& pattern) {
 }  // namespace
 
 std::string getmta_answer(const Answer& answer) {
+  // DANE first (RFC 8461 §2): a failed DANE lookup holds the mail whatever the policy says.
+  if (answer.dane == DaneVerdict::failed) return "fail";
+  if (answer.dane == DaneVerdict::all_usable || answer.dane_required) return "dane";
   switch (answer.kind) {
     case AnswerKind::policy:
       return std::string(to_string(answer.mode));

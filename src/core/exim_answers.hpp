@@ -9,7 +9,10 @@
 
 namespace mtasts {
 
-// getmta(D): "enforce" | "testing" | "none" | "fail". ("dane" is added by the DANE work.)
+// getmta(D): "fail" when a DANE lookup failed or was bogus; "dane" when every MX host has usable
+// DNSSEC-signed TLSA records or DANE is mandatory for D; otherwise the policy's mode,
+// "none", or "fail" (strict mode, policy unavailable). Partly DANE-covered domains get the
+// policy's answer: Exim's own hosts_try_dane (default *) applies DANE to the hosts with TLSA.
 [[nodiscard]] std::string getmta_answer(const Answer& answer);
 
 // getmta(D, H): "0" when D has an enforce policy and H (normalized) matches none of its

@@ -152,6 +152,19 @@ std::string socketmap_reply(std::string_view domain, const Answer& answer,
                             const SocketmapMapOptions& options,
                             const std::vector<std::string>& mx_hosts) {
   const std::string servername = options.servername ? " servername=hostname" : "";
+  // DANE first (RFC 8461 §2): MTA-STS never rescues a failed DANE lookup, and where TLSA records
+  // exist Postfix's own DANE verifies the hosts ("dane": per host, RFC 7672; "dane-only": every
+  // host must pass DANE).
+  if (answer.dane == DaneVerdict::failed) {
+    return socketmap_temp(fmt::format("DANE lookup for {} failed: {}", domain, answer.dane_reason));
+  }
+  const bool enforce_policy = answer.kind == AnswerKind::policy && answer.mode == Mode::enforce;
+  if (answer.dane == DaneVerdict::all_usable || answer.dane_required ||
+      (answer.dane == DaneVerdict::partial && enforce_policy)) {
+    // With an enforce policy a host without TLSA must not fall back to "may": dane-only.
+    return "OK dane-only";
+  }
+  if (answer.dane == DaneVerdict::partial) return "OK dane";
   if (answer.kind == AnswerKind::fail) {
     if (!options.tlsrpt) {
       return socketmap_temp(fmt::format("MTA-STS policy of {} is published but unavailable{}{}",

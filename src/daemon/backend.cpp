@@ -69,6 +69,7 @@ Backend::Backend(asio::any_io_executor executor, const Config& config,
                  std::shared_ptr<spdlog::logger> logger, std::shared_ptr<Counter> lookups,
                  std::shared_ptr<Activity> activity)
     : executor_(executor),
+      options_(service_options(config)),
       strict_(config.strict),
       lookup_timeout_(config.lookup_timeout),
       store_(std::move(store)),
@@ -78,8 +79,7 @@ Backend::Backend(asio::any_io_executor executor, const Config& config,
       resolver_(executor, resolver_options(config)),
       fetcher_(resolver_, fetcher_options(config)),
       counting_fetcher_(fetcher_, activity_->metrics),
-      service_(executor, *store_, resolver_, counting_fetcher_, system_now,
-               ServiceOptions{config.timing, config.strict, config.lookup_timeout},
+      service_(executor, *store_, resolver_, counting_fetcher_, system_now, service_options(config),
                std::move(logger)) {}
 
 std::optional<LookupResult> Backend::cached(const std::string& domain) {
@@ -89,7 +89,9 @@ std::optional<LookupResult> Backend::cached(const std::string& domain) {
     return std::nullopt;
   }
   const UnixTime now = system_now();
-  if (!is_fresh(*loaded, now)) return std::nullopt;
+  if (!is_fresh(*loaded, now) || !dane_is_fresh(*loaded, now, options_, domain)) {
+    return std::nullopt;
+  }
   return LookupResult{domain, answer_from_entry(**loaded, now, strict_), *loaded,
                       AnswerSource::cache};
 }
@@ -102,6 +104,7 @@ LookupResult Backend::fallback(const std::string& domain, const std::string& fai
   if (auto loaded = store_->load(domain); loaded && *loaded) entry = **loaded;
   entry.unavailable = true;
   entry.last_error = fmt::format("dns_temporary: {}", failure);
+  entry.dane = dane_fallback(entry, system_now(), options_, domain, failure);
   result.answer = answer_from_entry(entry, system_now(), strict_);
   result.entry = std::move(entry);
   return result;

@@ -93,6 +93,7 @@ class Backend : public std::enable_shared_from_this<Backend> {
   static constexpr std::chrono::seconds kMxMemoMaximum{3600};
 
   asio::any_io_executor executor_;
+  ServiceOptions options_;
   bool strict_;
   std::chrono::milliseconds lookup_timeout_;
   std::shared_ptr<store::WriteBehindStore> store_;

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "core/domain.hpp"
 #include "core/text_quote.hpp"
 
 namespace mtasts {
@@ -130,12 +131,36 @@ std::optional<Error> read_resolvers(const toml::table& table, std::string_view s
   return std::nullopt;
 }
 
+std::optional<Error> read_domains(const toml::table& table, std::string_view source,
+                                  std::string_view key, std::vector<std::string>& out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  const auto* list = node->as_array();
+  if (list == nullptr) return config_error(source, node->source(), key, "expected an array");
+  out.clear();
+  for (const toml::node& item : *list) {
+    const auto* text = item.as_string();
+    if (text == nullptr) return config_error(source, item.source(), key, "expected strings");
+    auto domain = normalize_domain(text->get());
+    if (!domain) {
+      return config_error(source, item.source(), key,
+                          fmt::format("{}: {}", quote_input(text->get()), domain.error().reason));
+    }
+    out.push_back(std::move(*domain));
+  }
+  return std::nullopt;
+}
+
 const std::set<std::string_view> kKnownKeys = {
     "cache",
     "resolver",
     "trust_anchor",
     "ca_file",
     "strict",
+    "dane",
+    "dane_required",
+    "dane_min_ttl",
+    "dane_max_ttl",
     "https_port",
     "dns_timeout_ms",
     "fetch_timeout_ms",
@@ -653,6 +678,10 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
       read_choice(table, source, "log_level", {"trace", "debug", "info", "warning", "error", "off"},
                   config.log_level),
       read_choice(table, source, "log_target", {"stderr", "syslog"}, config.log_target),
+      read_bool(table, source, "dane", config.dane),
+      read_domains(table, source, "dane_required", config.dane_required),
+      read_integer(table, source, "dane_min_ttl", 0, kDay, config.dane_timing.min_ttl),
+      read_integer(table, source, "dane_max_ttl", 0, 7 * kDay, config.dane_timing.max_ttl),
   };
   for (const auto& error : errors) {
     if (error) return std::unexpected(*error);
@@ -682,6 +711,15 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
         fmt::format("{} is below fetch_backoff_min ({})", config.timing.fetch_backoff_max,
                     config.timing.fetch_backoff_min)));
   }
+  if (config.dane_timing.max_ttl < config.dane_timing.min_ttl) {
+    const toml::node* max = table.get("dane_max_ttl");
+    const toml::node* where = max != nullptr ? max : table.get("dane_min_ttl");
+    return std::unexpected(
+        config_error(source, where->source(), "dane_max_ttl",
+                     fmt::format("{} is below dane_min_ttl ({})", config.dane_timing.max_ttl,
+                                 config.dane_timing.min_ttl)));
+  }
+  config.dane_timing.failure_retry = config.timing.dns_retry;
   config.dns_timeout = std::chrono::milliseconds(dns_ms);
   config.fetch_timeout = std::chrono::milliseconds(fetch_ms);
   config.lookup_timeout = std::chrono::milliseconds(lookup_ms);

@@ -59,7 +59,13 @@ struct Config {
   std::string trust_anchor_file;       // trust_anchor = "/usr/share/dns/root.key"; empty: none
   std::string ca_file;                 // ca_file = extra CA bundle for policy hosts
   bool strict = false;                 // strict = answer `fail` for unavailable published policies
-  std::uint16_t https_port = 443;      // https_port = only for test worlds
+  // DANE (RFC 7672), evaluated before MTA-STS. Needs trust_anchor: without validation nothing is
+  // secure, so DANE is never claimed.
+  bool dane = true;                        // dane = false: never look at TLSA records
+  std::vector<std::string> dane_required;  // dane_required = ["example.com"]: mandatory DANE
+  DaneTiming dane_timing;          // dane_min_ttl, dane_max_ttl (s); failures are re-checked after
+                                   // dns_retry
+  std::uint16_t https_port = 443;  // https_port = only for test worlds
   std::chrono::milliseconds dns_timeout{5000};       // dns_timeout_ms
   std::chrono::milliseconds fetch_timeout{10000};    // fetch_timeout_ms
   std::chrono::milliseconds lookup_timeout{15000};   // lookup_timeout_ms: whole lookup incl. fetch

@@ -20,6 +20,17 @@ UnixTime system_now() {
       .count();
 }
 
+ServiceOptions service_options(const Config& config) {
+  ServiceOptions options;
+  options.timing = config.timing;
+  options.strict = config.strict;
+  options.lookup_timeout = config.lookup_timeout;
+  options.dane = config.dane && !config.trust_anchor_file.empty();
+  options.dane_required = config.dane_required;
+  options.dane_timing = config.dane_timing;
+  return options;
+}
+
 namespace {
 
 // An io_context whose queued work can be dropped before the objects that work refers to.
@@ -40,8 +51,7 @@ struct Engine::Network {
   Network(const Config& config, store::PolicyStore& store, std::shared_ptr<spdlog::logger> logger)
       : resolver(io.get_executor(), resolver_options(config)),
         fetcher(resolver, fetcher_options(config)),
-        service(io.get_executor(), store, resolver, fetcher, system_now,
-                ServiceOptions{config.timing, config.strict, config.lookup_timeout},
+        service(io.get_executor(), store, resolver, fetcher, system_now, service_options(config),
                 std::move(logger)) {}
 
   static dns::UnboundOptions resolver_options(const Config& config) {
@@ -108,7 +118,9 @@ std::optional<LookupResult> Engine::cached(const std::string& domain) {
     return std::nullopt;
   }
   const UnixTime now = system_now();
-  if (!is_fresh(*loaded, now)) return std::nullopt;
+  if (!is_fresh(*loaded, now) || !dane_is_fresh(*loaded, now, service_options(config_), domain)) {
+    return std::nullopt;
+  }
   Answer answer = answer_from_entry(**loaded, now, config_.strict);
   return LookupResult{domain, std::move(answer), std::move(*loaded), AnswerSource::cache};
 }
@@ -161,6 +173,7 @@ LookupResult Engine::run(const std::string& domain, bool force) {
   if (auto loaded = store_->load(domain); loaded && *loaded) entry = **loaded;
   entry.unavailable = true;
   entry.last_error = fmt::format("dns_temporary: {}", failure);
+  entry.dane = dane_fallback(entry, system_now(), service_options(config_), domain, failure);
   fallback.answer = answer_from_entry(entry, system_now(), config_.strict);
   fallback.entry = std::move(entry);
   return fallback;

@@ -50,6 +50,10 @@ class Engine {
   std::unique_ptr<Network> network_;
 };
 
+// The service's options from the config. DANE is on when the config allows it and a trust
+// anchor makes validation possible.
+[[nodiscard]] ServiceOptions service_options(const Config& config);
+
 // Current Unix time from the system clock; the only clock read in the engine.
 [[nodiscard]] UnixTime system_now();
 

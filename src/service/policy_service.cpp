@@ -1,5 +1,6 @@
 #include "service/policy_service.hpp"
 
+#include <algorithm>
 #include <exception>
 #include <limits>
 #include <tuple>
@@ -7,6 +8,7 @@
 
 #include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -104,7 +106,7 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
     logger_->error("cache read for {} failed, looking it up afresh: {}", domain,
                    loaded.error().reason);
   }
-  if (!force && is_fresh(cached, now)) {
+  if (!force && is_fresh(cached, now) && dane_is_fresh(cached, now, options_, domain)) {
     co_return LookupResult{domain, answer_from_entry(*cached, now, options_.strict), cached,
                            AnswerSource::cache};
   }
@@ -125,6 +127,42 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
     }
   } release{*this, domain, flight};
 
+  const bool sts_needed = force || !is_fresh(cached, now);
+  const bool dane_needed =
+      options_.dane && (force || !dane_is_fresh(cached, now, options_, domain));
+  CacheEntry entry = cached ? *cached : CacheEntry{};
+  std::optional<Answer> sts_answer;
+  if (sts_needed && dane_needed) {
+    auto [decision, dane] = co_await (check_sts(domain, cached) && check_dane(domain));
+    entry = std::move(decision.entry);
+    sts_answer = apply_strict(decision.answer, entry, options_.strict);
+    entry.dane = std::move(dane);
+  } else if (sts_needed) {
+    Decision decision = co_await check_sts(domain, cached);
+    entry = std::move(decision.entry);
+    sts_answer = apply_strict(decision.answer, entry, options_.strict);
+    if (!options_.dane) entry.dane.reset();
+  } else {
+    entry.dane = co_await check_dane(domain);
+  }
+  if (entry.dane && entry.dane->verdict == DaneVerdict::failed) {
+    logger_->warn("{}: DANE lookup failed, holding mail: {}", domain, entry.dane->reason);
+  }
+
+  std::optional<CacheEntry> stored = entry;
+  if (auto saved = store_.save(domain, entry); !saved) {
+    logger_->error("cache write for {} failed, answering without caching: {}", domain,
+                   saved.error().reason);
+  }
+  Answer answer = sts_answer ? apply_dane(std::move(*sts_answer), entry)
+                             : answer_from_entry(entry, clock_(), options_.strict);
+  LookupResult result{domain, std::move(answer), std::move(stored), AnswerSource::network};
+  flight->result = result;
+  co_return result;
+}
+
+asio::awaitable<Decision> PolicyService::check_sts(std::string domain,
+                                                   std::optional<CacheEntry> cached) {
   auto [sts_answer, tlsrpt_answer] =
       co_await (resolver_.txt("_mta-sts." + domain) && resolver_.txt("_smtp._tls." + domain));
   const UnixTime checked = clock_();
@@ -157,16 +195,134 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
       logger_->info("{}: policy fetch failed: {}", domain, fetch->error().reason);
     }
   }
+  co_return decision;
+}
 
-  std::optional<CacheEntry> stored = decision.entry;
-  if (auto saved = store_.save(domain, decision.entry); !saved) {
-    logger_->error("cache write for {} failed, answering without caching: {}", domain,
-                   saved.error().reason);
+// The hosts of one domain are examined concurrently; `done` is cancelled when the last is in.
+struct DaneHostChecks {
+  DaneHostChecks(asio::any_io_executor executor, std::size_t count)
+      : done(executor, asio::steady_timer::time_point::max()), hosts(count), left(count) {}
+  asio::steady_timer done;
+  std::vector<DaneHost> hosts;
+  std::uint32_t ttl = std::numeric_limits<std::uint32_t>::max();
+  std::size_t left;
+};
+
+namespace {
+
+template <class Record>
+DnsResult dns_result(const dns::Answer<Record>& answer) {
+  DnsResult result;
+  switch (answer.status) {
+    case dns::Status::ok:
+      result.outcome = DnsOutcome::records;
+      break;
+    case dns::Status::nxdomain:
+    case dns::Status::nodata:
+      result.outcome = DnsOutcome::none;
+      break;
+    default:
+      result.outcome = DnsOutcome::failed;
+      break;
   }
-  LookupResult result{domain, apply_strict(decision.answer, decision.entry, options_.strict),
-                      std::move(stored), AnswerSource::network};
-  flight->result = result;
-  co_return result;
+  switch (answer.security) {
+    case dns::Security::secure:
+      result.trust = DnsTrust::secure;
+      break;
+    case dns::Security::insecure:
+      result.trust = DnsTrust::insecure;
+      break;
+    case dns::Security::bogus:
+      result.trust = DnsTrust::bogus;
+      break;
+    case dns::Security::indeterminate:
+      result.trust = DnsTrust::indeterminate;
+      break;
+  }
+  result.ttl = answer.ttl;
+  result.detail = answer.detail;
+  if (result.outcome == DnsOutcome::failed && result.detail.empty()) {
+    result.detail = dns::to_string(answer.status);
+  }
+  return result;
+}
+
+asio::awaitable<void> check_dane_host(dns::Resolver& resolver, MxHostName host,
+                                      std::shared_ptr<DaneHostChecks> checks, std::size_t index) {
+  // RFC 7672 §2.2.2: the address records first; TLSA only for a host whose addresses are secure.
+  auto addresses = co_await resolver.addresses(host.name);
+  std::uint32_t ttl = addresses.ttl;
+  std::optional<DaneHost> result = dane_address_step(host, dns_result(addresses));
+  if (!result) {
+    auto tlsa = co_await resolver.tlsa("_25._tcp." + host.name);
+    std::vector<TlsaParams> records;
+    for (const dns::TlsaRecord& record : tlsa.records) {
+      records.push_back(
+          TlsaParams{record.usage, record.selector, record.matching_type, record.data.size()});
+    }
+    result = dane_tlsa_step(host, dns_result(tlsa), records);
+    ttl = std::min(ttl, tlsa.ttl);
+  }
+  checks->hosts[index] = std::move(*result);
+  checks->ttl = std::min(checks->ttl, ttl);
+}
+
+}  // namespace
+
+asio::awaitable<DaneState> PolicyService::check_dane(std::string domain) {
+  const bool required = std::find(options_.dane_required.begin(), options_.dane_required.end(),
+                                  domain) != options_.dane_required.end();
+  auto mx = co_await resolver_.mx(domain);
+  std::vector<MxHostName> names;
+  for (const dns::MxRecord& record : mx.records) {
+    names.push_back(MxHostName{record.preference, record.host});
+  }
+  DaneMxStep step =
+      dane_mx_step(domain, dns_result(mx), std::move(names), clock_(), options_.dane_timing);
+  if (step.final_state) {
+    step.final_state->required = required;
+    co_return std::move(*step.final_state);
+  }
+
+  auto checks = std::make_shared<DaneHostChecks>(executor_, step.hosts.size());
+  for (std::size_t i = 0; i < step.hosts.size(); ++i) {
+    checks->hosts[i] = DaneHost{step.hosts[i].preference, step.hosts[i].name, DaneHostState::failed,
+                                "the lookup did not finish"};
+    asio::co_spawn(executor_, check_dane_host(resolver_, step.hosts[i], checks, i),
+                   [checks](std::exception_ptr) {
+                     // A host whose check threw keeps its "failed" state: never "no DANE".
+                     if (--checks->left == 0) checks->done.cancel();
+                   });
+  }
+  co_await checks->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  DaneState state = dane_verdict(std::move(checks->hosts), step.truncated,
+                                 std::min(checks->ttl, mx.ttl), clock_(), options_.dane_timing);
+  state.required = required;
+  co_return state;
+}
+
+std::optional<DaneState> dane_fallback(const CacheEntry& entry, UnixTime now,
+                                       const ServiceOptions& options, std::string_view domain,
+                                       std::string_view failure) {
+  if (!options.dane) return std::nullopt;
+  if (dane_is_fresh(entry, now, options, domain)) return entry.dane;
+  DaneState state;
+  state.verdict = DaneVerdict::failed;
+  state.reason = fmt::format("DANE check did not finish: {}", failure);
+  state.checked_at = now;
+  state.expires_at = now;  // never answers by itself: the next lookup tries again
+  state.required = std::find(options.dane_required.begin(), options.dane_required.end(), domain) !=
+                   options.dane_required.end();
+  return state;
+}
+
+bool dane_is_fresh(const std::optional<CacheEntry>& cached, UnixTime now,
+                   const ServiceOptions& options, std::string_view domain) {
+  if (!options.dane) return true;
+  if (!cached || !cached->dane || now >= cached->dane->expires_at) return false;
+  const bool required = std::find(options.dane_required.begin(), options.dane_required.end(),
+                                  domain) != options.dane_required.end();
+  return cached->dane->required == required;
 }
 
 }  // namespace mtasts

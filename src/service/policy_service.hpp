@@ -7,6 +7,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <spdlog/logger.h>
 
@@ -31,9 +33,26 @@ struct ServiceOptions {
   Timing timing;
   bool strict = false;
   std::chrono::milliseconds lookup_timeout{15000};
+  // DANE discovery (core/dane.hpp) before MTA-STS; only meaningful with a validating resolver.
+  bool dane = false;
+  std::vector<std::string> dane_required;  // normalized domains with mandatory DANE
+  DaneTiming dane_timing;
 };
 
+// Whether the entry's DANE state may answer by itself at `now`: DANE is off, or the state is
+// unexpired and was made under the same mandatory-DANE setting.
+[[nodiscard]] bool dane_is_fresh(const std::optional<CacheEntry>& cached, UnixTime now,
+                                 const ServiceOptions& options, std::string_view domain);
+
 using Clock = std::function<UnixTime()>;
+
+// The DANE state to answer with when a lookup did not finish: the cached one while it is fresh,
+// otherwise failed (a DANE check that could not be made is never "no DANE"); none when DANE is
+// off.
+[[nodiscard]] std::optional<DaneState> dane_fallback(const CacheEntry& entry, UnixTime now,
+                                                     const ServiceOptions& options,
+                                                     std::string_view domain,
+                                                     std::string_view failure);
 
 class PolicyService {
  public:
@@ -52,6 +71,10 @@ class PolicyService {
  private:
   struct InFlight;
   asio::awaitable<LookupResult> run_lookup(std::string domain, bool force);
+  // The MTA-STS part: TXT records, a fetch when needed, the decision (core/decide.hpp).
+  asio::awaitable<Decision> check_sts(std::string domain, std::optional<CacheEntry> cached);
+  // The DANE part: MX, then per host A/AAAA before TLSA (core/dane.hpp).
+  asio::awaitable<DaneState> check_dane(std::string domain);
 
   asio::any_io_executor executor_;
   store::PolicyStore& store_;

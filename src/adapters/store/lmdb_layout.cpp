@@ -1,5 +1,6 @@
 #include "adapters/store/lmdb_layout.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <exception>
 #include <system_error>
@@ -187,6 +188,13 @@ struct Extras {
   std::int64_t fetched_at = 0;
   std::int64_t max_age = 0;
   std::string text;
+  bool has_dane = false;  // the record holds a DANE state ("dane" key)
+  DaneVerdict dane = DaneVerdict::not_applicable;
+  std::string dane_reason;
+  std::vector<DaneHost> dane_hosts;
+  std::int64_t dane_checked_at = 0;
+  std::int64_t dane_expires_at = 0;
+  bool dane_required = false;
 };
 
 // Reads the extras object with nlohmann's SAX interface: no DOM is built (this runs on every
@@ -208,6 +216,10 @@ class ExtrasReader {
   bool boolean(bool value) {
     if (key_ == Key::unavailable) {
       extras.unavailable = value;
+      return true;
+    }
+    if (key_ == Key::dane_required) {
+      extras.dane_required = value;
       return true;
     }
     return scalar("a boolean");
@@ -238,6 +250,10 @@ class ExtrasReader {
         return store(extras.fetched_at, kMaxTime);
       case Key::max_age:
         return store(extras.max_age, kMaxAgeCap);
+      case Key::dane_checked_at:
+        return store(extras.dane_checked_at, kMaxTime);
+      case Key::dane_expires_at:
+        return store(extras.dane_expires_at, kMaxTime);
       case Key::failures: {
         std::int64_t failures = 0;
         if (!store(failures, kMaxFailures)) return false;
@@ -269,6 +285,24 @@ class ExtrasReader {
         return store(extras.txt_dnssec, 16);
       case Key::text:
         return store(extras.text, 3 * kMaxPolicyText);
+      case Key::dane: {
+        const auto verdict = dane_verdict_from(value);
+        if (!verdict) return fail("is not a DANE verdict");
+        extras.dane = *verdict;
+        return true;
+      }
+      case Key::dane_reason:
+        return store(extras.dane_reason, 3 * kMaxLastError);
+      case Key::dane_hosts: {
+        auto hosts = value.size() <= kMaxDaneHostsText ? parse_dane_hosts(value) : std::nullopt;
+        if (!hosts || !std::all_of(hosts->begin(), hosts->end(), [](const DaneHost& host) {
+              return is_storable_domain(host.name);
+            })) {
+          return fail("is not a list of MX hosts");
+        }
+        extras.dane_hosts = std::move(*hosts);
+        return true;
+      }
       case Key::unknown:
         return true;
       default:
@@ -302,6 +336,7 @@ class ExtrasReader {
     if (key_ == Key::fetched_at || key_ == Key::max_age || key_ == Key::text) {
       extras.has_policy = true;
     }
+    if (key_ == Key::dane) extras.has_dane = true;
     return true;
   }
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) {
@@ -327,12 +362,32 @@ class ExtrasReader {
     max_age,
     text,
     txt_dnssec,
+    dane,
+    dane_reason,
+    dane_hosts,
+    dane_checked_at,
+    dane_expires_at,
+    dane_required,
     unknown
   };
-  static constexpr std::string_view kKeyNames[] = {
-      "v",          "checked_at", "next_check",     "unavailable",
-      "failed_id",  "failures",   "retry_fetch_at", "last_error",
-      "fetched_at", "max_age",    "text",           "txt_dnssec"};
+  static constexpr std::string_view kKeyNames[] = {"v",
+                                                   "checked_at",
+                                                   "next_check",
+                                                   "unavailable",
+                                                   "failed_id",
+                                                   "failures",
+                                                   "retry_fetch_at",
+                                                   "last_error",
+                                                   "fetched_at",
+                                                   "max_age",
+                                                   "text",
+                                                   "txt_dnssec",
+                                                   "dane",
+                                                   "dane_reason",
+                                                   "dane_hosts",
+                                                   "dane_checked_at",
+                                                   "dane_expires_at",
+                                                   "dane_required"};
 
   bool scalar(std::string_view what) {
     if (key_ == Key::unknown) return true;
@@ -475,6 +530,16 @@ Decoded decode(const RawRecord& raw) {
     entry.retry_fetch_at = extras->retry_fetch_at;
     entry.last_error = std::move(extras->last_error);
     entry.txt_dnssec = std::move(extras->txt_dnssec);
+    if (extras->has_dane) {
+      DaneState dane;
+      dane.verdict = extras->dane;
+      dane.reason = std::move(extras->dane_reason);
+      dane.hosts = std::move(extras->dane_hosts);
+      dane.checked_at = extras->dane_checked_at;
+      dane.expires_at = extras->dane_expires_at;
+      dane.required = extras->dane_required;
+      entry.dane = std::move(dane);
+    }
   }
   // Without extras (a file written by the Perl tool) every other field stays 0/empty:
   // fetched_at unknown, next_check 0 so the service re-checks DNS before trusting it.
@@ -522,6 +587,24 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
           refuse(fmt::format("txt_dnssec {} is not a DNSSEC status", quote(entry.txt_dnssec))));
     }
     extras["txt_dnssec"] = entry.txt_dnssec;
+    if (entry.dane) {
+      const DaneState& dane = *entry.dane;
+      if (!in_range(dane.checked_at, kMaxTime) || !in_range(dane.expires_at, kMaxTime)) {
+        return std::unexpected(refuse("DANE times out of range"));
+      }
+      std::string hosts = format_dane_hosts(dane.hosts);
+      const bool hosts_ok =
+          hosts.size() <= kMaxDaneHostsText && dane.hosts.size() <= kMaxDaneHosts &&
+          std::all_of(dane.hosts.begin(), dane.hosts.end(),
+                      [](const DaneHost& host) { return is_storable_domain(host.name); });
+      if (!hosts_ok) return std::unexpected(refuse("DANE host list is not storable"));
+      extras["dane"] = to_string(dane.verdict);
+      extras["dane_reason"] = std::string_view(dane.reason).substr(0, kMaxLastError);
+      extras["dane_hosts"] = std::move(hosts);
+      extras["dane_checked_at"] = dane.checked_at;
+      extras["dane_expires_at"] = dane.expires_at;
+      extras["dane_required"] = dane.required;
+    }
 
     if (entry.policy) {
       const CachedPolicy& cached = *entry.policy;

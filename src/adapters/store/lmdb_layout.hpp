@@ -7,7 +7,9 @@
 //   <d>:report  TLSRPT rua list, present when the entry's report is non-empty
 // The first four are the seed keys kept from the Perl tool (readable by Exim's own lmdb lookup);
 // they are present exactly when the entry holds a policy. Our own keys:
-//   _mtasts:<d> compact JSON {"v":1, ...} with every other CacheEntry field
+//   _mtasts:<d> compact JSON {"v":1, ...} with every other CacheEntry field (the DANE state as
+//               "dane", "dane_reason", "dane_hosts" (lines "<pref> <host> <state> <why>"),
+//               "dane_checked_at", "dane_expires_at", "dane_required")
 //   _mtasts:schema  "1", written when the file is created
 //
 // Everything read back is untrusted: each value is validated, a malformed extras record falls
@@ -43,6 +45,7 @@ inline constexpr std::size_t kMaxLastError = 4096;  // longer errors are cut whe
 inline constexpr std::size_t kMaxExtras = 512 * 1024;
 inline constexpr std::int64_t kMaxTime = 253402300799;  // 9999-12-31T23:59:59Z
 inline constexpr int kMaxFailures = 1'000'000;
+inline constexpr std::size_t kMaxDaneHostsText = 16 * 1024;  // the DANE state's host lines
 
 enum class Field { mode, mx, expire, id, report, extras };
 inline constexpr std::array<Field, 6> kFields = {Field::mode, Field::mx,     Field::expire,

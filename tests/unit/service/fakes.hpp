@@ -53,15 +53,19 @@ class FakeResolver final : public dns::Resolver {
     }
     co_return it->second;
   }
-  asio::awaitable<dns::Answer<dns::MxRecord>> mx(std::string) override {
-    co_return dns::Answer<dns::MxRecord>{};
+  // MX, address and TLSA answers by name (for DANE); missing names are an insecure NXDOMAIN.
+  asio::awaitable<dns::Answer<dns::MxRecord>> mx(std::string name) override {
+    co_return co_await answer_from(mx_answers, std::move(name));
   }
-  asio::awaitable<dns::Answer<std::string>> addresses(std::string) override {
-    co_return dns::Answer<std::string>{};
+  asio::awaitable<dns::Answer<std::string>> addresses(std::string name) override {
+    co_return co_await answer_from(address_answers, std::move(name));
   }
-  asio::awaitable<dns::Answer<dns::TlsaRecord>> tlsa(std::string) override {
-    co_return dns::Answer<dns::TlsaRecord>{};
+  asio::awaitable<dns::Answer<dns::TlsaRecord>> tlsa(std::string name) override {
+    co_return co_await answer_from(tlsa_answers, std::move(name));
   }
+  std::map<std::string, dns::Answer<dns::MxRecord>> mx_answers;
+  std::map<std::string, dns::Answer<std::string>> address_answers;
+  std::map<std::string, dns::Answer<dns::TlsaRecord>> tlsa_answers;
 
   void set_txt(const std::string& name, std::vector<std::string> records) {
     txt_records[name] = dns::Answer<std::string>{
@@ -77,6 +81,19 @@ class FakeResolver final : public dns::Resolver {
   std::chrono::milliseconds delay{5};
 
  private:
+  template <class Record>
+  asio::awaitable<dns::Answer<Record>> answer_from(
+      const std::map<std::string, dns::Answer<Record>>& answers, std::string name) {
+    ++queries[name];
+    co_await pause();
+    auto it = answers.find(name);
+    if (it == answers.end()) {
+      co_return dns::Answer<Record>{
+          dns::Status::nxdomain, dns::Security::insecure, {}, 0, name, ""};
+    }
+    co_return it->second;
+  }
+
   asio::awaitable<void> pause() {
     asio::steady_timer timer(co_await asio::this_coro::executor, delay);
     co_await timer.async_wait(asio::use_awaitable);

@@ -91,7 +91,12 @@ TEST_F(PolicyServiceTest, STS25_unfetchable_policy_answers_none_and_strict_fail)
   EXPECT_EQ(lookup("example.com").answer.kind, AnswerKind::no_policy);
   PolicyService strict(
       io.get_executor(), store, resolver, fetcher, [this] { return now; },
-      ServiceOptions{Timing{}, true, std::chrono::milliseconds(1000)},
+      [] {
+        ServiceOptions options;
+        options.strict = true;
+        options.lookup_timeout = std::chrono::milliseconds(1000);
+        return options;
+      }(),
       std::make_shared<spdlog::logger>("strict"));
   std::optional<LookupResult> result;
   asio::co_spawn(
