@@ -95,7 +95,10 @@ std::expected<std::unique_ptr<Engine>, Error> Engine::open(Config config,
 
 Engine::Engine(Config config, std::shared_ptr<spdlog::logger> logger,
                std::unique_ptr<store::PolicyStore> store)
-    : config_(std::move(config)), logger_(std::move(logger)), store_(std::move(store)) {}
+    : config_(std::move(config)),
+      options_(service_options(config_)),
+      logger_(std::move(logger)),
+      store_(std::move(store)) {}
 
 Engine::~Engine() = default;
 
@@ -118,7 +121,7 @@ std::optional<LookupResult> Engine::cached(const std::string& domain) {
     return std::nullopt;
   }
   const UnixTime now = system_now();
-  if (!is_fresh(*loaded, now) || !dane_is_fresh(*loaded, now, service_options(config_), domain)) {
+  if (!is_fresh(*loaded, now) || !dane_is_fresh(*loaded, now, options_, domain)) {
     return std::nullopt;
   }
   Answer answer = answer_from_entry(**loaded, now, config_.strict);
@@ -173,7 +176,7 @@ LookupResult Engine::run(const std::string& domain, bool force) {
   if (auto loaded = store_->load(domain); loaded && *loaded) entry = **loaded;
   entry.unavailable = true;
   entry.last_error = fmt::format("dns_temporary: {}", failure);
-  entry.dane = dane_fallback(entry, system_now(), service_options(config_), domain, failure);
+  entry.dane = dane_fallback(entry, system_now(), options_, domain, failure);
   fallback.answer = answer_from_entry(entry, system_now(), config_.strict);
   fallback.entry = std::move(entry);
   return fallback;

@@ -45,6 +45,7 @@ class Engine {
   LookupResult run(const std::string& domain, bool force);
 
   Config config_;
+  ServiceOptions options_;  // from config_, built once: cached() runs on every Exim call
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<store::PolicyStore> store_;
   std::unique_ptr<Network> network_;
