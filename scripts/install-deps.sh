@@ -17,6 +17,7 @@ test_packages=(
   python3 python3-pytest python3-dnslib python3-cryptography
   faketime iproute2 lmdb-utils systemd
   unbound-host   # a real validating resolver for the world's DNSSEC self-tests
+  unbound        # the validating resolver Exim and Postfix use in test_e2e_dane.py (run per test)
   exim4-daemon-heavy liblmdb-file-perl
   # the libraries of Postfix 3.7, which the end-to-end tests run from the unpacked package
   # (scripts/fetch-postfix.sh): Postfix itself conflicts with exim4 and is never installed
@@ -29,9 +30,20 @@ for p in "${build_packages[@]}" "${test_packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
-  # exim4's maintainer scripts try to start the daemon; a container without an init system
-  # must not make the install fail because of that.
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # exim4's and unbound's maintainer scripts try to start their daemons; the tests run their
+  # own instances, so a policy-rc.d keeps the services from starting (and a container without
+  # an init system from failing the install), and is removed again afterwards.
+  policy_rc=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy_rc" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy_rc" >/dev/null
+    $SUDO chmod 755 "$policy_rc"
+    own_policy=1
+  fi
+  status=0
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+  if [ -n "$own_policy" ]; then $SUDO rm -f "$policy_rc"; fi
+  if [ "$status" -ne 0 ]; then exit "$status"; fi
 fi
 
 # Postfix for the end-to-end tests, unpacked beside the system (cached; the tests fetch it too

@@ -233,9 +233,12 @@ def workdir(prefix: str) -> Path:
 
 
 @contextlib.contextmanager
-def e2e_world(work: Path, prefix: str = "mtasts-e2e") -> Iterator[E2EWorld]:
-    """A namespace with the world (DNS :53, HTTPS :443) and the sinks (:25) running in it."""
-    manifest = write_manifest(work / "manifest.json")
+def e2e_world(work: Path, prefix: str = "mtasts-e2e",
+              manifest: Path | None = None) -> Iterator[E2EWorld]:
+    """A namespace with the world (DNS :53, HTTPS :443) and the sinks (:25) running in it;
+    `manifest` defaults to the bundled one plus CASES and SINKS (write_manifest)."""
+    if manifest is None:
+        manifest = write_manifest(work / "manifest.json")
     with eh.network_namespace(prefix) as ns:
         with eh.world(work / "world", manifest=manifest, netns=ns, dns_port=53, https_port=443,
                       smtp_port=25, lifetime=600) as info:
@@ -389,3 +392,118 @@ shutdown_timeout_ms = 2000
         log.close()
         text = paths["log"].read_text(errors="replace")
         assert "Sanitizer" not in text, text
+
+
+# --------------------------------------------------------------------------------------------
+# A validating resolver for the MTAs (DANE)
+
+UNBOUND = shutil.which("unbound", path="/usr/sbin:/usr/bin:/sbin:/bin")
+RESOLVER_ADDRESS = "127.0.0.53"
+
+
+@contextlib.contextmanager
+def validating_resolver(world: E2EWorld, work: Path, *, address: str = RESOLVER_ADDRESS,
+                        lifetime: int = 600) -> Iterator[dict]:
+    """Debian's unbound daemon inside the world's namespace, on address:53, as the namespace's
+    resolver: Exim and Postfix do not validate DNSSEC themselves, they read the AD bit of their
+    resolver's answers (Exim: dnssec_request_domains and hosts_require_dane/hosts_try_dane;
+    Postfix: smtp_dns_support_level = dnssec). unbound forwards "." to the world's DNS, validates
+    with the world's trust anchors and keeps nothing in its caches (TTL 0: the world changes
+    while tests run). /etc/netns/<ns>/resolv.conf names it, with `options trust-ad edns0`:
+    glibc 2.36 clears the AD bit of every answer without trust-ad. The original resolv.conf is
+    put back on exit. unbound runs under `timeout` with a parent-death signal and is stopped on
+    exit, so it never outlives the test. Yields {"address", "config", "log"}.
+    (mtasts itself need not use it: libunbound validates in-process with `trust_anchor`.)"""
+    if UNBOUND is None:
+        import pytest
+        pytest.skip("unbound is not installed (apt-get install unbound): the MTAs need a "
+                    "validating resolver for DANE")
+    work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)
+    dns_host, dns_port = world.info["dns"].rsplit(":", 1)
+    config = work / "unbound.conf"
+    log_path = work / "unbound.log"
+    config.write_text(f"""# written by tests/integration/e2e_helpers.py
+server:
+  interface: {address}
+  port: 53
+  do-ip6: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{work}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  val-log-level: 2
+  num-threads: 1
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "validator iterator"
+  trust-anchor-file: "{world.info['trust_anchor_file']}"
+  # .test is one of unbound's RFC 6761 local zones; the e2e MX hosts outside the DNSSEC
+  # zones live there
+  local-zone: "test." nodefault
+  # nothing cached: the world's TTLs are 0 and tests change it while unbound runs
+  cache-max-ttl: 0
+  cache-max-negative-ttl: 0
+  val-bogus-ttl: 0
+  aggressive-nsec: no
+  prefetch: no
+  serve-expired: no
+  # a name that never answers (a "timeout" fault) must not mark the world as down for others
+  infra-keep-probing: yes
+  infra-host-ttl: 5
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "."
+  forward-addr: {dns_host}@{dns_port}
+""")
+    config.chmod(0o644)
+    cmd = ["ip", "netns", "exec", world.ns, "setpriv", "--pdeathsig", "TERM", "timeout", "-k",
+           "5", str(lifetime), UNBOUND, "-d", "-d", "-c", str(config)]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
+    resolv = Path("/etc/netns") / world.ns / "resolv.conf"
+    original = resolv.read_text()
+    try:
+        deadline = time.monotonic() + 20
+        while "start of service" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None:
+                raise RuntimeError(f"unbound exited with {proc.returncode}:\n"
+                                   + log_path.read_text(errors="replace"))
+            if time.monotonic() > deadline:
+                raise RuntimeError("unbound not ready within 20 s:\n"
+                                   + log_path.read_text(errors="replace"))
+            time.sleep(0.05)
+        resolv.write_text(f"nameserver {address}\noptions trust-ad edns0 timeout:2 attempts:2\n")
+        yield {"address": address, "config": config, "log": log_path}
+    finally:
+        resolv.write_text(original)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        log.close()
+
+
+def resolver_query(world: E2EWorld, name: str, qtype: str, server: str = RESOLVER_ADDRESS,
+                   port: int = 53) -> dict:
+    """One query with the DO bit to a resolver inside the namespace (python3-dnslib):
+    {"rcode", "ad", "answers": [text, ...]}."""
+    script = ("import json, sys; from dnslib import DNSRecord, EDNS0, RCODE, QTYPE; "
+              "q = DNSRecord.question(sys.argv[1], sys.argv[2]); "
+              "q.add_ar(EDNS0(udp_len=1232, flags='do')); "
+              "r = DNSRecord.parse(q.send(sys.argv[3], int(sys.argv[4]), tcp=True, timeout=10)); "
+              "print(json.dumps({'rcode': RCODE[r.header.rcode], 'ad': bool(r.header.ad), "
+              "'answers': [str(rr.rdata) for rr in r.rr if QTYPE[rr.rtype] == sys.argv[2]]}))")
+    r = subprocess.run(["ip", "netns", "exec", world.ns, eh.PYTHON, "-c", script, name, qtype,
+                        server, str(port)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"query {name} {qtype}: {r.stderr}"
+    return json.loads(r.stdout)
