@@ -34,7 +34,10 @@ std::string pattern_regex(const std::string& pattern) {
 std::string getmta_answer(const Answer& answer) {
   // DANE first (RFC 8461 §2): a failed DANE lookup holds the mail whatever the policy says.
   if (answer.dane == DaneVerdict::failed) return "fail";
-  if (answer.dane == DaneVerdict::all_usable || answer.dane_required) return "dane";
+  if (answer.dane == DaneVerdict::all_usable) return "dane";
+  // Mandatory DANE without usable TLSA on every host (DANE-15): hold the mail. "dane" would
+  // send it to hosts_require_dane, which fails a host without TLSA for good (a bounce).
+  if (answer.dane_required) return "fail";
   switch (answer.kind) {
     case AnswerKind::policy:
       return std::string(to_string(answer.mode));

@@ -9,8 +9,9 @@
 
 namespace mtasts {
 
-// getmta(D): "fail" when a DANE lookup failed or was bogus; "dane" when every MX host has usable
-// DNSSEC-signed TLSA records or DANE is mandatory for D; otherwise the policy's mode,
+// getmta(D): "fail" when a DANE lookup failed or was bogus, or DANE is mandatory for D and not
+// every MX host has usable TLSA records; "dane" when every MX host has usable DNSSEC-signed TLSA
+// records; otherwise the policy's mode,
 // "none", or "fail" (strict mode, policy unavailable). Partly DANE-covered domains get the
 // policy's answer: Exim's own hosts_try_dane (default *) applies DANE to the hosts with TLSA.
 [[nodiscard]] std::string getmta_answer(const Answer& answer);

@@ -158,13 +158,18 @@ std::string socketmap_reply(std::string_view domain, const Answer& answer,
   if (answer.dane == DaneVerdict::failed) {
     return socketmap_temp(fmt::format("DANE lookup for {} failed: {}", domain, answer.dane_reason));
   }
-  const bool enforce_policy = answer.kind == AnswerKind::policy && answer.mode == Mode::enforce;
+  // Enforced on this map: an enforce policy, or a testing one with enforce_testing.
+  const bool enforce_policy =
+      answer.kind == AnswerKind::policy &&
+      (answer.mode == Mode::enforce || (answer.mode == Mode::testing && options.enforce_testing));
   if (answer.dane == DaneVerdict::all_usable || answer.dane_required ||
       (answer.dane == DaneVerdict::partial && enforce_policy)) {
-    // With an enforce policy a host without TLSA must not fall back to "may": dane-only.
+    // With an enforced policy a host without TLSA must not fall back to "may": dane-only.
     return "OK dane-only";
   }
-  if (answer.dane == DaneVerdict::partial) return "OK dane";
+  // Partial DANE never weakens strict mode's hold (a fail answer keeps its reply below, as
+  // getmta keeps "fail"): "dane" would let a host without TLSA fall back to "may".
+  if (answer.dane == DaneVerdict::partial && answer.kind != AnswerKind::fail) return "OK dane";
   if (answer.kind == AnswerKind::fail) {
     if (!options.tlsrpt) {
       return socketmap_temp(fmt::format("MTA-STS policy of {} is published but unavailable{}{}",

@@ -64,8 +64,9 @@ inline constexpr std::size_t kSocketmapMaxReply = 99000;
 
 // The reply for `answer`, the engine's answer for `domain` (normalized):
 // - DANE first: a failed DANE lookup "TEMP <reason>"; every MX host with usable TLSA, DANE made
-//   mandatory, or some hosts with TLSA under an enforce policy "OK dane-only"; some hosts with
-//   TLSA otherwise "OK dane" (Postfix's per-host DANE, RFC 7672 §2.2);
+//   mandatory, or some hosts with TLSA under an enforce policy (or a testing one with
+//   enforce_testing) "OK dane-only"; some hosts with TLSA otherwise "OK dane" (Postfix's
+//   per-host DANE, RFC 7672 §2.2), except for fail, which keeps its reply below;
 // - enforce (or testing with enforce_testing): "OK secure match=<patterns>" with the policy's
 //   mx patterns sorted, duplicates dropped, joined by ':' (deterministic, design §6), then
 //   " servername=hostname" and the TLSRPT attributes as the options say;

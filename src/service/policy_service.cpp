@@ -142,8 +142,11 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
     entry = std::move(decision.entry);
     sts_answer = apply_strict(decision.answer, entry, options_.strict);
     if (!options_.dane) entry.dane.reset();
-  } else {
+  } else if (dane_needed) {
     entry.dane = co_await check_dane(domain);
+  } else {
+    // DANE is off: a state cached while it was on must not answer any more (dane_is_fresh).
+    entry.dane.reset();
   }
   if (entry.dane && entry.dane->verdict == DaneVerdict::failed) {
     logger_->warn("{}: DANE lookup failed, holding mail: {}", domain, entry.dane->reason);
@@ -318,7 +321,9 @@ std::optional<DaneState> dane_fallback(const CacheEntry& entry, UnixTime now,
 
 bool dane_is_fresh(const std::optional<CacheEntry>& cached, UnixTime now,
                    const ServiceOptions& options, std::string_view domain) {
-  if (!options.dane) return true;
+  // DANE off: only an entry still holding a state from when it was on needs looking at (the
+  // lookup drops the state without any DNS query).
+  if (!options.dane) return !cached || !cached->dane;
   if (!cached || !cached->dane || now >= cached->dane->expires_at) return false;
   const bool required = std::find(options.dane_required.begin(), options.dane_required.end(),
                                   domain) != options.dane_required.end();

@@ -39,7 +39,8 @@ struct ServiceOptions {
   DaneTiming dane_timing;
 };
 
-// Whether the entry's DANE state may answer by itself at `now`: DANE is off, or the state is
+// Whether the entry's DANE state may answer by itself at `now`: DANE is off and the entry holds
+// no DANE state (one left from when DANE was on is dropped by the next lookup), or the state is
 // unexpired and was made under the same mandatory-DANE setting.
 [[nodiscard]] bool dane_is_fresh(const std::optional<CacheEntry>& cached, UnixTime now,
                                  const ServiceOptions& options, std::string_view domain);

@@ -283,7 +283,8 @@ def test_bogus_mx_rrset_holds_the_mail(cli, daemon):
 def test_DANE_15_mandatory_dane_without_tlsa_defers(cli, daemon):
     getmta, dane = dane_of(cli, f"notlsa.{ZONE}")
     assert dane["required"] is True
-    assert getmta == "dane", "Exim's DANE transport (hosts_require_dane) then defers"
+    # Held: Exim's hosts_require_dane would bounce a host without TLSA, so not "dane".
+    assert getmta == "fail"
     assert socketmap(daemon, f"notlsa.{ZONE}") == "OK dane-only"
 
 
@@ -394,5 +395,5 @@ def test_I_11_mandatory_dane_without_tlsa_wins_over_enforce(cli, daemon):
     publish_policy(cli.world, name, mx=[f"mx.notlsa.{ZONE}"])
     answers = cli.answers(name)
     assert answers.query["answer"]["mode"] == "enforce"
-    assert answers.getmta == "dane"
+    assert answers.getmta == "fail"
     assert socketmap(daemon, name) == "OK dane-only"

@@ -372,18 +372,10 @@ def check_held(exim: ee.Exim, world: e2e.E2EWorld, case: Case, subject: str) -> 
 VARIANTS = ["dlfunc", "readsocket", "cdb"]
 
 # Where the engine's answer makes Exim do the wrong thing (strict xfail: a fix shows up as XPASS
-# and fails the run, so the mark must then go).
-KNOWN = {
-    # getmta answers "dane" for a domain in dane_required whatever its TLSA state; Exim 4.96's
-    # hosts_require_dane turns a secure TLSA lookup without records (NODATA, NXDOMAIN) into a
-    # permanent failure (smtp.c tlsa_lookup: `dane_required ? FAIL`): "** ... R=mtasts_dane
-    # T=mtasts_dane_smtp: DANE error: tlsa lookup FAIL", and the message bounces. (An insecure
-    # MX or address record defers at routing: dnssec_require_domains.) RFC 7672 §6 / DANE-15
-    # want the mail delayed, e.g. getmta answering "fail" (mtasts_lookup holds it) for a
-    # required domain whose hosts are not all usable. The case accepts any answer that holds.
-    "DANE-15-I-11": "getmta answers dane for a dane_required domain without TLSA; Exim's "
-                    "hosts_require_dane then bounces the message instead of holding it",
-}
+# and fails the run, so the mark must then go). DANE-15-I-11 was one: getmta answered "dane"
+# for a dane_required domain without TLSA and Exim's hosts_require_dane bounced the message;
+# getmta now answers "fail" there and mtasts_lookup holds it.
+KNOWN: dict[str, str] = {}
 
 
 def _params(cases):

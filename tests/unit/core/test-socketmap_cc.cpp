@@ -235,3 +235,106 @@ TEST(PostfixMatchNames, ReplyListsTheMatchingMxHosts) {
 
 }  // namespace
 }  // namespace mtasts
+
+namespace mtasts {
+namespace {
+
+// DANE before MTA-STS (docs/dane.md "Answers"): failed holds the mail, all-usable or mandatory
+// DANE hands the domain to Postfix's dane-only, partial to its per-host dane (dane-only under an
+// enforce policy, so a host without TLSA never falls back to "may").
+Answer dane_answer(Answer answer, DaneVerdict verdict, bool required = false,
+                   std::string reason = "MX host mx1.example.com: TLSA lookup failed") {
+  answer.dane = verdict;
+  answer.dane_required = required;
+  answer.dane_reason = std::move(reason);
+  return answer;
+}
+
+TEST(SocketmapReplyDane, table) {
+  using V = DaneVerdict;
+  const Answer enforce = policy(Mode::enforce, kMx);
+  const Answer testing = policy(Mode::testing, kMx);
+  const Answer none = policy(Mode::none, {"mx1.example.com"});
+  const Answer no_policy = of_kind(AnswerKind::no_policy);
+  const Answer strict_fail = of_kind(AnswerKind::fail);
+  const SocketmapMapOptions plain = options(false, true, false);
+  const SocketmapMapOptions all = options(true, true, true, true);
+  const std::string temp =
+      "TEMP DANE lookup for example.com failed: MX host mx1.example.com: TLSA lookup failed";
+  const std::string match = "match=*.mail.example.com:mx1.example.com:mx2.example.com";
+  const std::vector<Row> rows = {
+      {"DANE-01 I-2 I-5 failed DANE + enforce: TEMP", dane_answer(enforce, V::failed), plain, "",
+       temp},
+      {"DANE-01 I-3 failed DANE + testing: TEMP", dane_answer(testing, V::failed), plain, "", temp},
+      {"DANE-04 failed DANE + testing enforced, TLSRPT: TEMP", dane_answer(testing, V::failed), all,
+       "", temp},
+      {"DANE-04 failed DANE + none: TEMP", dane_answer(none, V::failed), plain, "", temp},
+      {"DANE-04 failed DANE + no policy: TEMP", dane_answer(no_policy, V::failed), plain, "", temp},
+      {"failed DANE + strict fail with TLSRPT: TEMP (DANE first)",
+       dane_answer(strict_fail, V::failed), all, "fetch_failed: HTTP 404", temp},
+      {"DANE-15 failed DANE + required: TEMP", dane_answer(enforce, V::failed, true), plain, "",
+       temp},
+      {"I-1 DANE-03a all usable + enforce: dane-only", dane_answer(enforce, V::all_usable), plain,
+       "", "OK dane-only"},
+      {"all usable + enforce with TLSRPT: dane-only", dane_answer(enforce, V::all_usable), all, "",
+       "OK dane-only"},
+      {"all usable + testing: dane-only", dane_answer(testing, V::all_usable), plain, "",
+       "OK dane-only"},
+      {"all usable + none: dane-only", dane_answer(none, V::all_usable), plain, "", "OK dane-only"},
+      {"I-10 all usable + no policy (fetch failing): dane-only",
+       dane_answer(no_policy, V::all_usable), plain, "", "OK dane-only"},
+      {"all usable + strict fail: dane-only (every host DANE-authenticated)",
+       dane_answer(strict_fail, V::all_usable), plain, "fetch_failed: HTTP 404", "OK dane-only"},
+      {"DANE-05 I-6 partial + enforce: dane-only (no fallback to may)",
+       dane_answer(enforce, V::partial), plain, "", "OK dane-only"},
+      {"partial + testing: per-host dane", dane_answer(testing, V::partial), plain, "", "OK dane"},
+      {"partial + testing reported: per-host dane", dane_answer(testing, V::partial),
+       options(false, false, true, true), "", "OK dane"},
+      {"partial + testing enforced on this map: dane-only, as for enforce",
+       dane_answer(testing, V::partial), options(true, true, false), "", "OK dane-only"},
+      {"partial + none: per-host dane", dane_answer(none, V::partial), plain, "", "OK dane"},
+      {"partial + no policy: per-host dane", dane_answer(no_policy, V::partial), plain, "",
+       "OK dane"},
+      {"partial + strict fail: held as without DANE", dane_answer(strict_fail, V::partial), plain,
+       "fetch_failed: HTTP 404",
+       "TEMP MTA-STS policy of example.com is published but unavailable: fetch_failed: HTTP 404"},
+      {"partial + strict fail with TLSRPT: the policy failure",
+       dane_answer(strict_fail, V::partial), options(false, false, true), "webpki_invalid: expired",
+       "OK secure policy_type=sts policy_domain=example.com policy_failure=sts-webpki-invalid"},
+      {"I-8 not applicable + enforce: the policy's reply", dane_answer(enforce, V::not_applicable),
+       plain, "", "OK secure " + match + " servername=hostname"},
+      {"I-8 not applicable + testing: NOTFOUND", dane_answer(testing, V::not_applicable), plain, "",
+       "NOTFOUND "},
+      {"not applicable + no policy: NOTFOUND", dane_answer(no_policy, V::not_applicable), plain, "",
+       "NOTFOUND "},
+      {"DANE-15 I-11 required, no TLSA, enforce: dane-only",
+       dane_answer(enforce, V::not_applicable, true), plain, "", "OK dane-only"},
+      {"DANE-15 required + testing: dane-only", dane_answer(testing, V::not_applicable, true),
+       plain, "", "OK dane-only"},
+      {"DANE-15 required + partial: dane-only", dane_answer(testing, V::partial, true), plain, "",
+       "OK dane-only"},
+      {"DANE-15 required + no policy: dane-only", dane_answer(no_policy, V::not_applicable, true),
+       plain, "", "OK dane-only"},
+      {"DANE-15 required + strict fail: dane-only",
+       dane_answer(strict_fail, V::not_applicable, true), plain, "fetch_failed: x", "OK dane-only"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    EXPECT_EQ(socketmap_reply("example.com", row.answer, kPolicy, row.last_error, row.options),
+              row.reply);
+  }
+}
+
+TEST(SocketmapReplyDane, failure_reason_is_one_bounded_printable_line) {
+  const Answer answer = dane_answer(policy(Mode::enforce, {"mx1.example.com"}), DaneVerdict::failed,
+                                    false, "bogus\nTEMP injected\r" + std::string(2000, 'x'));
+  const std::string reply =
+      socketmap_reply("example.com", answer, "", "", options(false, true, false));
+  EXPECT_TRUE(reply.starts_with("TEMP DANE lookup for example.com failed: bogus?TEMP injected?"))
+      << reply;
+  EXPECT_EQ(reply.find_first_of("\r\n"), std::string::npos);
+  EXPECT_LE(reply.size(), 410u);
+}
+
+}  // namespace
+}  // namespace mtasts

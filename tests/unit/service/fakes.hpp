@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -45,6 +46,7 @@ class FakeResolver final : public dns::Resolver {
  public:
   asio::awaitable<dns::Answer<std::string>> txt(std::string name) override {
     ++queries[name];
+    log.push_back("TXT " + name);
     co_await pause();
     auto it = txt_records.find(name);
     if (it == txt_records.end()) {
@@ -55,13 +57,13 @@ class FakeResolver final : public dns::Resolver {
   }
   // MX, address and TLSA answers by name (for DANE); missing names are an insecure NXDOMAIN.
   asio::awaitable<dns::Answer<dns::MxRecord>> mx(std::string name) override {
-    co_return co_await answer_from(mx_answers, std::move(name));
+    co_return co_await answer_from(mx_answers, std::move(name), "MX");
   }
   asio::awaitable<dns::Answer<std::string>> addresses(std::string name) override {
-    co_return co_await answer_from(address_answers, std::move(name));
+    co_return co_await answer_from(address_answers, std::move(name), "A/AAAA");
   }
   asio::awaitable<dns::Answer<dns::TlsaRecord>> tlsa(std::string name) override {
-    co_return co_await answer_from(tlsa_answers, std::move(name));
+    co_return co_await answer_from(tlsa_answers, std::move(name), "TLSA");
   }
   std::map<std::string, dns::Answer<dns::MxRecord>> mx_answers;
   std::map<std::string, dns::Answer<std::string>> address_answers;
@@ -78,13 +80,16 @@ class FakeResolver final : public dns::Resolver {
 
   std::map<std::string, dns::Answer<std::string>> txt_records;
   std::map<std::string, int> queries;
+  std::vector<std::string> log;  // "<type> <name>" of every query, in the order made
   std::chrono::milliseconds delay{5};
 
  private:
   template <class Record>
   asio::awaitable<dns::Answer<Record>> answer_from(
-      const std::map<std::string, dns::Answer<Record>>& answers, std::string name) {
+      const std::map<std::string, dns::Answer<Record>>& answers, std::string name,
+      const char* type) {
     ++queries[name];
+    log.push_back(type + (" " + name));
     co_await pause();
     auto it = answers.find(name);
     if (it == answers.end()) {

@@ -307,5 +307,98 @@ TEST(Config, bare_socketmap_table_keeps_the_default_map) {
   }
 }
 
+// DANE (docs/dane.md): on by default (in effect only with trust_anchor), mandatory DANE per
+// domain (DANE-15, I-11), and the bounds of a DANE state's lifetime.
+TEST(Config, dane_defaults) {
+  auto config = parse("");
+  ASSERT_TRUE(config) << config.error().reason;
+  EXPECT_TRUE(config->dane);
+  EXPECT_TRUE(config->dane_required.empty());
+  EXPECT_EQ(config->dane_timing.min_ttl, 60);
+  EXPECT_EQ(config->dane_timing.max_ttl, 3600);
+  EXPECT_EQ(config->dane_timing.failure_retry, config->timing.dns_retry);
+}
+
+TEST(Config, DANE15_dane_keys) {
+  auto config = parse(R"(dane = false
+dane_required = ["Example.COM.", "b\u00FCcher.example", "mail.example.org"]
+dane_min_ttl = 0
+dane_max_ttl = 604800
+dns_retry = 30
+)");
+  ASSERT_TRUE(config) << config.error().reason;
+  EXPECT_FALSE(config->dane);
+  // Normalized as lookups are: lower case, no root dot, A-labels.
+  EXPECT_EQ(config->dane_required,
+            (std::vector<std::string>{"example.com", "xn--bcher-kva.example", "mail.example.org"}));
+  EXPECT_EQ(config->dane_timing.min_ttl, 0);
+  EXPECT_EQ(config->dane_timing.max_ttl, 7 * 86400);
+  EXPECT_EQ(config->dane_timing.failure_retry, 30);  // failures are re-checked after dns_retry
+
+  auto equal = parse("dane = true\ndane_required = []\ndane_min_ttl = 300\ndane_max_ttl = 300\n");
+  ASSERT_TRUE(equal) << equal.error().reason;
+  EXPECT_TRUE(equal->dane);
+  EXPECT_TRUE(equal->dane_required.empty());
+  EXPECT_EQ(equal->dane_timing.min_ttl, 300);
+  EXPECT_EQ(equal->dane_timing.max_ttl, 300);
+
+  auto upper = parse("dane_min_ttl = 86400\ndane_max_ttl = 86400\n");
+  ASSERT_TRUE(upper) << upper.error().reason;
+  EXPECT_EQ(upper->dane_timing.min_ttl, 86400);
+}
+
+TEST(Config, bad_dane_values_name_file_line_and_key) {
+  const std::vector<BadRow> rows = {
+      {"dane not a bool", "dane = \"yes\"\n", "test.toml:1: dane: expected true or false"},
+      {"dane a number", "cache = \"/tmp/c.mdb\"\ndane = 1\n",
+       "test.toml:2: dane: expected true or false"},
+      {"dane_required a string", "dane_required = \"example.com\"\n",
+       "test.toml:1: dane_required: expected an array"},
+      {"dane_required a table", "[dane_required]\n",
+       "test.toml:1: dane_required: expected an array"},
+      {"dane_required not strings", "dane_required = [1]\n",
+       "test.toml:1: dane_required: expected strings"},
+      {"dane_required one bad element", "dane_required = [\n  \"a.example\",\n  2,\n]\n",
+       "test.toml:3: dane_required: expected strings"},
+      {"dane_required not a domain", "dane_required = [\"not a domain\"]\n",
+       "test.toml:1: dane_required: \"not a domain\""},
+      {"dane_required one label", "dane_required = [\"localhost\"]\n",
+       "test.toml:1: dane_required: \"localhost\""},
+      {"dane_required an address", "dane_required = [\"192.0.2.1\"]\n",
+       "test.toml:1: dane_required: \"192.0.2.1\""},
+      {"dane_required empty string", "dane_required = [\"\"]\n", "test.toml:1: dane_required: "},
+      {"dane_min_ttl negative", "dane_min_ttl = -1\n",
+       "test.toml:1: dane_min_ttl: -1 is out of range [0, 86400]"},
+      {"dane_min_ttl above a day", "dane_min_ttl = 86401\n",
+       "test.toml:1: dane_min_ttl: 86401 is out of range [0, 86400]"},
+      {"dane_min_ttl a string", "dane_min_ttl = \"60\"\n",
+       "test.toml:1: dane_min_ttl: expected an integer"},
+      {"dane_min_ttl a float", "dane_min_ttl = 60.0\n",
+       "test.toml:1: dane_min_ttl: expected an integer"},
+      {"dane_max_ttl negative", "dane_max_ttl = -5\n",
+       "test.toml:1: dane_max_ttl: -5 is out of range [0, 604800]"},
+      {"dane_max_ttl above seven days", "dane_max_ttl = 604801\n",
+       "test.toml:1: dane_max_ttl: 604801 is out of range [0, 604800]"},
+      {"dane_max_ttl a bool", "dane_max_ttl = true\n",
+       "test.toml:1: dane_max_ttl: expected an integer"},
+      {"dane_max_ttl below dane_min_ttl", "dane_min_ttl = 600\ndane_max_ttl = 599\n",
+       "test.toml:2: dane_max_ttl: 599 is below dane_min_ttl (600)"},
+      {"dane_max_ttl below dane_min_ttl, max first", "dane_max_ttl = 10\n\ndane_min_ttl = 20\n",
+       "test.toml:1: dane_max_ttl: 10 is below dane_min_ttl (20)"},
+      {"dane_min_ttl above the default maximum", "\ndane_min_ttl = 7200\n",
+       "test.toml:2: dane_max_ttl: 3600 is below dane_min_ttl (7200)"},
+      {"dane_max_ttl below the default minimum", "dane_max_ttl = 30\n",
+       "test.toml:1: dane_max_ttl: 30 is below dane_min_ttl (60)"},
+  };
+  for (const BadRow& row : rows) {
+    SCOPED_TRACE(row.name);
+    auto config = parse(row.text);
+    ASSERT_FALSE(config);
+    EXPECT_EQ(config.error().category, ErrorCategory::config);
+    EXPECT_TRUE(one_line(config.error().reason)) << config.error().reason;
+    EXPECT_NE(config.error().reason.find(row.expected), std::string::npos) << config.error().reason;
+  }
+}
+
 }  // namespace
 }  // namespace mtasts
