@@ -21,6 +21,12 @@ namespace {
 
 using namespace boost::asio::experimental::awaitable_operators;
 
+// The admin made DANE mandatory for this domain (dane_required, DANE-15).
+bool is_dane_required(const ServiceOptions& options, std::string_view domain) {
+  return std::find(options.dane_required.begin(), options.dane_required.end(), domain) !=
+         options.dane_required.end();
+}
+
 bool cannot_tell(const dns::Answer<std::string>& answer) {
   return answer.status == dns::Status::servfail || answer.status == dns::Status::timeout ||
          answer.status == dns::Status::error;
@@ -273,8 +279,7 @@ asio::awaitable<void> check_dane_host(dns::Resolver& resolver, MxHostName host,
 }  // namespace
 
 asio::awaitable<DaneState> PolicyService::check_dane(std::string domain) {
-  const bool required = std::find(options_.dane_required.begin(), options_.dane_required.end(),
-                                  domain) != options_.dane_required.end();
+  const bool required = is_dane_required(options_, domain);
   auto mx = co_await resolver_.mx(domain);
   std::vector<MxHostName> names;
   for (const dns::MxRecord& record : mx.records) {
@@ -314,8 +319,7 @@ std::optional<DaneState> dane_fallback(const CacheEntry& entry, UnixTime now,
   state.reason = fmt::format("DANE check did not finish: {}", failure);
   state.checked_at = now;
   state.expires_at = now;  // never answers by itself: the next lookup tries again
-  state.required = std::find(options.dane_required.begin(), options.dane_required.end(), domain) !=
-                   options.dane_required.end();
+  state.required = is_dane_required(options, domain);
   return state;
 }
 
@@ -325,8 +329,7 @@ bool dane_is_fresh(const std::optional<CacheEntry>& cached, UnixTime now,
   // lookup drops the state without any DNS query).
   if (!options.dane) return !cached || !cached->dane;
   if (!cached || !cached->dane || now >= cached->dane->expires_at) return false;
-  const bool required = std::find(options.dane_required.begin(), options.dane_required.end(),
-                                  domain) != options.dane_required.end();
+  const bool required = is_dane_required(options, domain);
   return cached->dane->required == required;
 }
 

@@ -75,6 +75,17 @@ class Case:
         return self.domain.removeprefix("e2e-").removesuffix(".example")
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def _mx(*hosts):
     return tuple((10 * (i + 1), h) for i, h in enumerate(hosts))
 
@@ -382,13 +393,7 @@ shutdown_timeout_ms = 2000
             time.sleep(0.05)
         yield paths
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
         log.close()
         text = paths["log"].read_text(errors="replace")
         assert "Sanitizer" not in text, text
@@ -483,13 +488,7 @@ forward-zone:
         yield {"address": address, "config": config, "log": log_path}
     finally:
         resolv.write_text(original)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
         log.close()
 
 
