@@ -66,7 +66,8 @@ void check_config(const Config& config) {
   FUZZ_CHECK(within(config.max_policy_bytes, 1024, 1 << 20));
   FUZZ_CHECK(within(config.max_map_bytes, std::int64_t{1} << 24, std::int64_t{1} << 40));
   const Timing& timing = config.timing;
-  FUZZ_CHECK(within(timing.recheck_interval, 60, 365 * kDay));
+  FUZZ_CHECK(within(timing.txt_max_ttl, 1, 365 * kDay));
+  FUZZ_CHECK(within(timing.txt_min_ttl, 1, timing.txt_max_ttl));
   FUZZ_CHECK(within(timing.negative_ttl, 60, 30 * kDay));
   FUZZ_CHECK(within(timing.dns_retry, 10, kDay));
   // STS-23: never retry a failed fetch sooner than five minutes.
@@ -95,6 +96,7 @@ void check_config(const Config& config) {
   FUZZ_CHECK(within(d.refresh_scan_interval, 1, kDay));
   FUZZ_CHECK(within(d.refresh_timing.ahead, 0, kDay));
   FUZZ_CHECK(within(d.refresh_timing.retry_max, 10, kDay));
+  FUZZ_CHECK(within(d.refresh_timing.ttl_window, 0, 3650 * kDay));
   FUZZ_CHECK(d.refresh_timing.drop_unused_after == 0 ||
              within(d.refresh_timing.drop_unused_after, 60, 3650 * kDay));
   FUZZ_CHECK(no_nul(d.cdb_export));

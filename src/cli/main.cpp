@@ -96,6 +96,7 @@ nlohmann::json entry_json(const CacheEntry& entry) {
   }
   json["checked_at"] = entry.checked_at;
   json["next_check"] = entry.next_check;
+  json["txt_expires_at"] = entry.txt_expires_at;
   json["unavailable"] = entry.unavailable;
   json["failed_id"] = entry.failed_id;
   json["failures"] = entry.failures;
@@ -158,6 +159,10 @@ void print_entry_lines(const CacheEntry& entry) {
   }
   fmt::print("  checked:     {}\n", format_time(entry.checked_at));
   fmt::print("  next check:  {}\n", format_time(entry.next_check));
+  if (entry.txt_expires_at != 0) {
+    fmt::print("  id current:  until {} (the _mta-sts TXT record's TTL)\n",
+               format_time(entry.txt_expires_at));
+  }
   fmt::print("  dnssec:      {}\n", entry.txt_dnssec.empty() ? "-" : entry.txt_dnssec);
   fmt::print("  tlsrpt rua:  {}\n", entry.report.empty() ? "-" : entry.report);
   if (!entry.last_error.empty()) fmt::print("  last error:  {}\n", entry.last_error);

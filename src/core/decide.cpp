@@ -49,22 +49,30 @@ Answer no_policy_answer(std::string reason) {
 
 // STS-27, RFC 8461 §3.3: "MTAs SHOULD proactively refresh cached policies before they expire".
 // Re-checking the TXT id alone never renews a policy, so one that keeps its id is fetched again
-// from half its lifetime on, or from recheck_interval before it expires if that is earlier: one
+// from half its lifetime on, or from txt_max_ttl before it expires if that is earlier: one
 // blocked fetch at expiry cannot make it lapse, and a failing policy host is noticed (STS-28)
 // while the cached policy still holds.
 UnixTime refresh_from(const CachedPolicy& policy, const Timing& timing) {
   const std::int64_t lifetime = policy.expires_at - policy.fetched_at;
-  return std::min(policy.fetched_at + lifetime / 2, policy.expires_at - timing.recheck_interval);
+  return std::min(policy.fetched_at + lifetime / 2, policy.expires_at - timing.txt_max_ttl);
+}
+
+std::int64_t txt_recheck_after(std::optional<std::uint32_t> ttl, const Timing& timing) {
+  const std::int64_t cap = std::max<std::int64_t>(timing.txt_max_ttl, 1);
+  const std::int64_t floor = std::clamp<std::int64_t>(timing.txt_min_ttl, 1, cap);
+  return ttl ? std::clamp<std::int64_t>(*ttl, floor, cap) : cap;
 }
 
 namespace {
 
-// Next time DNS is consulted for a domain with a valid policy: the id is re-checked every
-// recheck_interval (STS-27), when the proactive refresh is due, and in any case when the policy
-// expires (STS-34).
-UnixTime next_policy_check(const CachedPolicy& policy, UnixTime now, const Timing& timing) {
+// Next time DNS is consulted for a domain with a valid policy: the id is re-checked once the TXT
+// answer's TTL has passed (RFC 8461 §8.1: a sender keeps using a policy only until then before
+// looking for a new id), when the proactive refresh is due (STS-27), and in any case when the
+// policy expires (STS-34).
+UnixTime next_policy_check(const CachedPolicy& policy, UnixTime now, UnixTime txt_expires_at,
+                           const Timing& timing) {
   const UnixTime refresh = refresh_from(policy, timing);
-  return std::min(now < refresh ? refresh : policy.expires_at, now + timing.recheck_interval);
+  return std::min(now < refresh ? refresh : policy.expires_at, txt_expires_at);
 }
 
 void merge_report(CacheEntry& entry, const TlsrptOutcome& tlsrpt) {
@@ -97,6 +105,10 @@ bool is_fresh(const std::optional<CacheEntry>& cached, UnixTime now) {
   return cached.has_value() && now < cached->next_check;
 }
 
+bool serves_while_revalidating(const std::optional<CacheEntry>& cached, UnixTime now) {
+  return has_unexpired_policy(cached, now);
+}
+
 bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt, UnixTime now,
                   const Timing& timing) {
   if (!txt) return false;
@@ -114,7 +126,7 @@ bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt
 
 Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
                 const TlsrptOutcome& tlsrpt, const FetchOutcome& fetch, UnixTime now,
-                const Timing& timing) {
+                const Timing& timing, std::optional<std::uint32_t> txt_ttl) {
   Decision decision;
   CacheEntry& entry = decision.entry;
   if (cached) entry = *cached;
@@ -153,10 +165,11 @@ Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
     // Definitely no usable record: none, several (STS-06) or a syntax error.
     forget_finished_backoff(entry, now);
     if (usable) {
-      // STS-07: a vanished or unusable TXT record never drops a cached policy early.
+      // STS-07: a vanished or unusable TXT record never drops a cached policy early. Looked at
+      // again after dns_retry: a record coming back (perhaps with a new id) is seen soon.
       entry.last_error = describe(error);
       keep_cached(fmt::format("_mta-sts record unusable ({})", entry.last_error),
-                  now + timing.negative_ttl, true);
+                  now + timing.dns_retry, true);
       return decision;
     }
     // STS-48: past expiry and no record: the domain has no MTA-STS any more.
@@ -169,6 +182,7 @@ Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
   }
 
   const std::string& id = txt->id;
+  entry.txt_expires_at = now + txt_recheck_after(txt_ttl, timing);
   if (!fetch) {
     const bool backing_off = cached && cached->failed_id == id && now < cached->retry_fetch_at;
     if (usable && cached->policy->id == id && !backing_off) {
@@ -178,7 +192,7 @@ Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
       entry.failures = 0;
       entry.retry_fetch_at = 0;
       entry.last_error.clear();
-      entry.next_check = next_policy_check(*entry.policy, now, timing);
+      entry.next_check = next_policy_check(*entry.policy, now, entry.txt_expires_at, timing);
       decision.answer = policy_answer(*entry.policy);
       return decision;
     }
@@ -214,7 +228,7 @@ Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
     entry.failures = 0;
     entry.retry_fetch_at = 0;
     entry.last_error.clear();
-    entry.next_check = next_policy_check(*entry.policy, now, timing);
+    entry.next_check = next_policy_check(*entry.policy, now, entry.txt_expires_at, timing);
     // rfc-checklist §6.8: max_age 0 applies to this delivery only; next_check == now means the
     // next lookup goes back to DNS.
     decision.answer = policy_answer(*entry.policy);

@@ -33,6 +33,8 @@ struct CacheEntry {
   std::optional<CachedPolicy> policy;  // the last valid policy, kept (maybe expired) for diagnosis
   UnixTime checked_at = 0;             // when DNS was last consulted
   UnixTime next_check = 0;      // until then answers come from this entry with no network at all
+  UnixTime txt_expires_at = 0;  // the TTL of the last _mta-sts answer runs out: the id it gave
+                                // is current until then (RFC 8461 §8.1); 0 when unknown
   bool unavailable = false;     // a policy is (or may be) published but none could be had (fetch
                                 // failure or temporary DNS failure) and no unexpired one is cached
   std::string failed_id;        // the TXT id whose fetch failed; backoff is per id (STS-23)
@@ -48,8 +50,11 @@ struct CacheEntry {
 
 // Tunables of the decision; defaults are the documented config defaults.
 struct Timing {
-  std::int64_t recheck_interval =
-      86400;                         // re-check the TXT id of a valid policy this often (STS-27)
+  // A valid policy's TXT id is re-checked once the _mta-sts answer's DNS TTL has passed (RFC 8461
+  // §8.1, §3.1), with the TTL taken within [txt_min_ttl, txt_max_ttl]: the floor keeps a TTL of 0
+  // from costing a query per delivery, the cap bounds how long a changed id goes unseen.
+  std::int64_t txt_min_ttl = 1;
+  std::int64_t txt_max_ttl = 3600;
   std::int64_t negative_ttl = 3600;  // remember "no MTA-STS here" this long
   std::int64_t dns_retry = 60;       // after a temporary DNS failure or a failed fetch, look at
                                      // DNS again no sooner than this
@@ -102,23 +107,35 @@ struct Decision {
 // in the future.
 [[nodiscard]] bool is_fresh(const std::optional<CacheEntry>& cached, UnixTime now);
 
+// True when a stale entry (is_fresh() false) may still answer at once while its TXT id is
+// re-checked in the background (stale-while-revalidate): it holds an unexpired policy, which is
+// what decide() answers with whatever that re-check finds, short of a new valid policy.
+[[nodiscard]] bool serves_while_revalidating(const std::optional<CacheEntry>& cached, UnixTime now);
+
 // After the TXT lookup: must the policy be fetched? True when a record was found and the cached
 // policy is missing, expired or has another id (STS-34, STS-35), or keeps its id but is due for
-// its proactive refresh (STS-27: from half its lifetime, or recheck_interval before it expires
-// if that is earlier), unless that id's fetch failed and its backoff has not run out (STS-23).
+// its proactive refresh (STS-27: from half its lifetime, or txt_max_ttl before it expires if
+// that is earlier), unless that id's fetch failed and its backoff has not run out (STS-23).
 [[nodiscard]] bool should_fetch(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
                                 UnixTime now, const Timing& timing);
 
 // From when a cached policy that keeps its id is fetched again (STS-27): half its lifetime, or
-// recheck_interval before it expires if that is earlier. should_fetch() fetches a same-id
+// txt_max_ttl before it expires if that is earlier. should_fetch() fetches a same-id
 // policy only from then on; the daemon's refresh scheduler plans around it.
 [[nodiscard]] UnixTime refresh_from(const CachedPolicy& policy, const Timing& timing);
 
-// The decision proper. `fetch` must be present exactly when should_fetch() said so. The answer
+// The decision proper. `fetch` must be present exactly when should_fetch() said so. `txt_ttl` is
+// the DNS TTL of the _mta-sts answer (std::nullopt when unknown: txt_max_ttl applies). The answer
 // is strict-neutral: pass it through apply_strict().
 [[nodiscard]] Decision decide(const std::optional<CacheEntry>& cached, const TxtOutcome& txt,
                               const TlsrptOutcome& tlsrpt, const FetchOutcome& fetch, UnixTime now,
-                              const Timing& timing);
+                              const Timing& timing,
+                              std::optional<std::uint32_t> txt_ttl = std::nullopt);
+
+// How long the id of an _mta-sts answer with DNS TTL `ttl` stays current: the TTL within
+// [txt_min_ttl, txt_max_ttl], txt_max_ttl when unknown.
+[[nodiscard]] std::int64_t txt_recheck_after(std::optional<std::uint32_t> ttl,
+                                             const Timing& timing);
 
 // The answer a stored entry gives at `now` without any network (used while is_fresh()).
 // `strict` turns "published but unavailable, nothing cached" into fail instead of no_policy.

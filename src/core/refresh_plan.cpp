@@ -21,13 +21,31 @@ RefreshPlan plan_refresh(const CacheEntry& entry, const RefreshState& state, Uni
     due = entry.retry_fetch_at;
     not_before = entry.retry_fetch_at;
   }
+  const UnixTime fetch_from = refresh_from(*entry.policy, timing);
+  // RFC 8461 §8.1: due only because the TXT answer's TTL runs out. Asked earlier, the resolver
+  // would serve the same answer from its cache with the rest of that TTL, so the re-check runs
+  // just after it (a TTL cut to txt_max_ttl is another matter: asked ahead, the rest is still
+  // above the cap). Only for a domain used within ttl_window: for the others the front-end's
+  // next lookup re-checks (mtastsd meanwhile answers from the cached policy), and the scheduler
+  // waits for the proactive fetch.
+  bool txt_recheck = false;
+  const std::int64_t ttl = entry.txt_expires_at - entry.checked_at;
+  if (entry.txt_expires_at > 0 && due == entry.txt_expires_at && due < fetch_from &&
+      ttl < timing.txt_max_ttl) {
+    if (refresh.ttl_window > 0 && now - state.last_used < refresh.ttl_window) {
+      txt_recheck = true;
+      due += 1;
+    } else {
+      due = fetch_from;
+    }
+  }
   // STS-27: due for the same-id fetch, which should_fetch() allows only from refresh_from();
   // starting before would only re-check the TXT id and leave the entry due.
-  const UnixTime fetch_from = refresh_from(*entry.policy, timing);
   if (due >= fetch_from) not_before = std::max(not_before, fetch_from);
 
   const std::int64_t since_check = std::max<std::int64_t>(due - entry.checked_at, 0);
-  const std::int64_t window = std::clamp<std::int64_t>(refresh.ahead, 0, since_check / 4);
+  const std::int64_t window =
+      txt_recheck ? 0 : std::clamp<std::int64_t>(refresh.ahead, 0, since_check / 4);
   const double spread = std::clamp(draw, 0.0, 1.0) * static_cast<double>(window / 2);
   UnixTime at = std::max(due - window + static_cast<std::int64_t>(spread), not_before);
   if (state.failures > 0) {

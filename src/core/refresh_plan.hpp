@@ -15,6 +15,9 @@ struct RefreshTiming {
   std::int64_t ahead = 600;       // refresh_ahead: refresh this long before an entry goes stale
   std::int64_t retry_max = 3600;  // refresh_retry_max: the doubling pause after failures stops here
   std::int64_t drop_unused_after = 30 * 86400;  // drop_unused_after; 0: never
+  // refresh_ttl_window: the TXT id of a domain used within this is re-checked as its TTL runs
+  // out, so lookups find it current; 0: never (the next lookup re-checks).
+  std::int64_t ttl_window = 86400;
   friend bool operator==(const RefreshTiming&, const RefreshTiming&) = default;
 };
 
@@ -51,6 +54,11 @@ struct RefreshPlan {
 //   before next_check, so lookups keep finding it fresh; but never before refresh_from() when
 //   next_check is due for the same-id fetch (earlier, should_fetch() would not fetch and the
 //   entry would stay due), and never before a failed fetch's backoff ends (STS-23).
+// - An entry due only because its TXT answer's TTL (below txt_max_ttl) runs out (RFC 8461
+//   §8.1) is re-checked just after that, with no window ahead (the resolver's cache would answer
+//   the same until then), when the domain was used within ttl_window; otherwise it waits for its
+//   proactive fetch, and the next lookup re-checks. DNS traffic follows the domains in use, not
+//   the size of the cache.
 // - Failed refreshes are retried after refresh_retry_pause(), and no entry is refreshed twice
 //   within dns_retry (a policy with max_age 0 is due again at once).
 // - Unused for drop_unused_after: no longer refreshed; dropped once it holds no unexpired policy

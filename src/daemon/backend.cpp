@@ -82,18 +82,47 @@ Backend::Backend(asio::any_io_executor executor, const Config& config,
       service_(executor, *store_, resolver_, counting_fetcher_, system_now, service_options(config),
                std::move(logger)) {}
 
-std::optional<LookupResult> Backend::cached(const std::string& domain) {
+std::optional<LookupResult> Backend::cached(const std::string& domain, LookupPath& path) {
   auto loaded = store_->load(domain);
   if (!loaded) {
     logger_->error("cache read for {} failed: {}", domain, loaded.error().reason);
     return std::nullopt;
   }
   const UnixTime now = system_now();
-  if (!is_fresh(*loaded, now) || !dane_is_fresh(*loaded, now, options_, domain)) {
+  if (!dane_is_fresh(*loaded, now, options_, domain)) return std::nullopt;
+  if (is_fresh(*loaded, now)) {
+    path = LookupPath::hit;
+  } else if (serves_while_revalidating(*loaded, now)) {
+    // RFC 8461 §8.1: the cached policy holds until a re-check shows a new id; that re-check
+    // runs in the background, so a TTL passing never costs a delivery a DNS round trip.
+    path = LookupPath::stale;
+  } else {
     return std::nullopt;
   }
   return LookupResult{domain, answer_from_entry(**loaded, now, strict_), *loaded,
                       AnswerSource::cache};
+}
+
+void Backend::revalidate(const std::string& domain) {
+  if (!revalidating_.insert(domain).second) return;
+  // Nobody waits for this one: its timer only has to exist for run().
+  auto pending = std::make_shared<Pending>(executor_, lookup_timeout_);
+  lookups_->add();
+  asio::co_spawn(executor_, run(shared_from_this(), domain, pending),
+                 [self = shared_from_this(), domain](std::exception_ptr error) {
+                   if (error) {
+                     try {
+                       std::rethrow_exception(error);
+                     } catch (const std::exception& e) {
+                       self->logger_->error("{}: background re-check failed: {}", domain,
+                                            e.what());
+                     } catch (...) {
+                       self->logger_->error("{}: background re-check failed", domain);
+                     }
+                   }
+                   self->revalidating_.erase(domain);
+                   self->lookups_->remove();
+                 });
 }
 
 // As the Engine does after a timed-out lookup: what is cached, marked unavailable, decides.
@@ -182,8 +211,10 @@ asio::awaitable<LookupResult> Backend::refresh(std::string domain) {
 
 asio::awaitable<LookupResult> Backend::lookup(std::string domain) {
   const auto started = std::chrono::steady_clock::now();
-  if (auto hit = cached(domain)) {
-    activity_->answered(*hit, LookupPath::hit, std::chrono::steady_clock::now() - started);
+  LookupPath path = LookupPath::hit;
+  if (auto hit = cached(domain, path)) {
+    if (path == LookupPath::stale) revalidate(domain);
+    activity_->answered(*hit, path, std::chrono::steady_clock::now() - started);
     co_return std::move(*hit);
   }
 

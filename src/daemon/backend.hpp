@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <spdlog/logger.h>
@@ -56,8 +57,10 @@ class Backend : public std::enable_shared_from_this<Backend> {
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
 
-  // The answer for a normalized domain: from the cache when fresh (no suspension), else from a
-  // PolicyService lookup within lookup_timeout. A lookup that takes longer goes on in the
+  // The answer for a normalized domain: from the cache when fresh (no suspension); from an
+  // unexpired cached policy whose TXT TTL has passed at once too, while one background lookup
+  // re-checks its id (the next request sees the outcome); else from a PolicyService lookup
+  // within lookup_timeout. A lookup that takes longer goes on in the
   // background (its result is cached for the next request) while this request is answered from
   // the cache as for a temporary DNS failure, never a silent downgrade of a cached policy.
   asio::awaitable<LookupResult> lookup(std::string domain);
@@ -81,7 +84,12 @@ class Backend : public std::enable_shared_from_this<Backend> {
                                    std::shared_ptr<Pending> pending);
   // Resumes when every entry saved so far is committed to the LMDB file (group commit).
   asio::awaitable<void> committed();
-  std::optional<LookupResult> cached(const std::string& domain);
+  // What the cache answers without waiting: a fresh entry (path hit), or an unexpired policy
+  // whose TXT TTL has passed (path stale; the caller starts the re-check).
+  std::optional<LookupResult> cached(const std::string& domain, LookupPath& path);
+  // Starts a background lookup of `domain` unless one started here is still running.
+  void revalidate(const std::string& domain);
+
   LookupResult fallback(const std::string& domain, const std::string& failure);
 
   struct MxMemo {
@@ -105,6 +113,7 @@ class Backend : public std::enable_shared_from_this<Backend> {
   CountingFetcher counting_fetcher_;
   PolicyService service_;
   std::unordered_map<std::string, MxMemo> mx_memo_;  // event loop thread only
+  std::unordered_set<std::string> revalidating_;     // event loop thread only
 };
 
 }  // namespace mtasts::daemon

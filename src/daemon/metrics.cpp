@@ -53,6 +53,10 @@ std::string Metrics::render(const Gauges& gauges) const {
                 "cache after lookup_timeout_ms while the lookup went on.");
   append_sample(out, "mtastsd_cache_misses_total", {{"result", "answered"}}, paths_[1]);
   append_sample(out, "mtastsd_cache_misses_total", {{"result", "timeout"}}, paths_[2]);
+  append_header(out, "mtastsd_cache_stale_answers_total", "counter",
+                "Lookups answered at once from an unexpired cached policy whose TXT TTL had "
+                "passed, while its id was re-checked in the background.");
+  append_sample(out, "mtastsd_cache_stale_answers_total", {}, paths_[3]);
   latency_.append(out, "mtastsd_lookup_duration_seconds",
                   "Time from a request's domain to its answer.");
   append_header(out, "mtastsd_policy_fetches_total", "counter",

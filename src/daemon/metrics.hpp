@@ -19,6 +19,8 @@ enum class LookupPath {
   hit,      // a fresh cache entry: no network
   miss,     // a lookup (DNS, maybe a fetch) within lookup_timeout
   timeout,  // the lookup outlasted lookup_timeout; answered from the cache, the lookup goes on
+  stale,    // the TXT TTL had passed: answered from the unexpired cached policy at once while
+            // the id is re-checked in the background (stale-while-revalidate)
 };
 
 // Values read at the moment of a scrape.
@@ -51,7 +53,7 @@ class Metrics {
  private:
   // Answers: enforce, testing, none (mode none), no_policy, fail.
   std::array<std::uint64_t, 5> answers_{};
-  std::array<std::uint64_t, 3> paths_{};  // by LookupPath
+  std::array<std::uint64_t, 4> paths_{};  // by LookupPath
   std::map<std::string, std::uint64_t, std::less<>> fetches_;
   std::uint64_t refresh_ok_ = 0;
   std::uint64_t refresh_failed_ = 0;

@@ -167,7 +167,9 @@ const std::set<std::string_view> kKnownKeys = {
     "lookup_timeout_ms",
     "max_policy_bytes",
     "max_cache_bytes",
-    "recheck_interval",
+    "txt_max_ttl",
+    "txt_min_ttl",
+    "recheck_interval",  // the old name of txt_max_ttl, still read
     "negative_ttl",
     "dns_retry",
     "fetch_backoff_min",
@@ -201,6 +203,7 @@ const std::set<std::string_view> kDaemonKeys = {
     "refresh_ahead",
     "refresh_retry_max",
     "drop_unused_after",
+    "refresh_ttl_window",
     "cdb_export",
     "cdb_export_interval",
     "metrics_listen",
@@ -365,6 +368,8 @@ std::optional<Error> read_daemon(const toml::table& root, std::string_view sourc
       read_integer(*table, source, "refresh_retry_max", 10, kDay, daemon.refresh_timing.retry_max),
       read_integer(*table, source, "drop_unused_after", 0, 3650 * kDay,
                    daemon.refresh_timing.drop_unused_after),
+      read_integer(*table, source, "refresh_ttl_window", 0, 3650 * kDay,
+                   daemon.refresh_timing.ttl_window),
       read_cdb_path(*table, source, daemon.cdb_export),
       read_integer(*table, source, "cdb_export_interval", 1, 3600, daemon.cdb_export_interval),
       read_optional_listen(*table, source, "metrics_listen", daemon.metrics_listen),
@@ -667,8 +672,11 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
       read_integer(table, source, "max_policy_bytes", 1024, 1 << 20, config.max_policy_bytes),
       read_integer(table, source, "max_cache_bytes", std::int64_t{1} << 24, std::int64_t{1} << 40,
                    config.max_map_bytes),
-      read_integer(table, source, "recheck_interval", 60, 365 * kDay,
-                   config.timing.recheck_interval),
+      read_integer(table, source, "txt_max_ttl", 1, 365 * kDay, config.timing.txt_max_ttl),
+      read_integer(table, source, "txt_min_ttl", 1, 3600, config.timing.txt_min_ttl),
+      // Before the TXT TTL was honoured the id was re-checked every recheck_interval; that
+      // value is now the cap on the TTL, so an old file keeps meaning no later than that.
+      read_integer(table, source, "recheck_interval", 60, 365 * kDay, config.timing.txt_max_ttl),
       read_integer(table, source, "negative_ttl", 60, 30 * kDay, config.timing.negative_ttl),
       read_integer(table, source, "dns_retry", 10, kDay, config.timing.dns_retry),
       // STS-23: never retry a failed fetch sooner than five minutes.
@@ -701,6 +709,21 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
   if (config.cache_path.empty()) {
     return std::unexpected(
         config_error(source, table.get("cache")->source(), "cache", "must name a file"));
+  }
+  if (const toml::node* old_name = table.get("recheck_interval");
+      old_name != nullptr && table.get("txt_max_ttl") != nullptr) {
+    return std::unexpected(config_error(
+        source, old_name->source(), "recheck_interval",
+        "is the old name of txt_max_ttl; keep only txt_max_ttl (see mtasts.toml(5))"));
+  }
+  if (config.timing.txt_min_ttl > config.timing.txt_max_ttl) {
+    const toml::node* min = table.get("txt_min_ttl");
+    const toml::node* where = min != nullptr ? min : table.get("txt_max_ttl");
+    if (where == nullptr) where = table.get("recheck_interval");
+    return std::unexpected(config_error(
+        source, where->source(), "txt_min_ttl",
+        fmt::format("{} is above txt_max_ttl ({})", config.timing.txt_min_ttl,
+                    config.timing.txt_max_ttl)));
   }
   if (config.timing.fetch_backoff_max < config.timing.fetch_backoff_min) {
     // The defaults are in order, so the file sets at least one of the two: name its line.

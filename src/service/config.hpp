@@ -71,7 +71,7 @@ struct Config {
   std::chrono::milliseconds lookup_timeout{15000};   // lookup_timeout_ms: whole lookup incl. fetch
   std::size_t max_policy_bytes = 65536;              // max_policy_bytes (RFC 8461 §3.3: 64 KiB)
   std::size_t max_map_bytes = std::size_t{1} << 30;  // max_cache_bytes: LMDB map size cap
-  Timing timing;                                     // recheck_interval, negative_ttl, dns_retry,
+  Timing timing;  // txt_max_ttl, txt_min_ttl, negative_ttl, dns_retry,
                   // fetch_backoff_min, fetch_backoff_max (seconds)
   std::string log_level = "info";     // log_level = trace|debug|info|warning|error
   std::string log_target = "stderr";  // log_target = stderr|syslog

@@ -193,7 +193,11 @@ asio::awaitable<Decision> PolicyService::check_sts(std::string domain,
   }
 
   const UnixTime decided = clock_();
-  Decision decision = decide(cached, txt, tlsrpt, fetch, decided, options_.timing);
+  // The id stays current for the TXT answer's TTL (RFC 8461 §8.1); the resolver's cache
+  // counts it down, so a re-check served from there keeps the record's own expiry.
+  const std::optional<std::uint32_t> txt_ttl =
+      sts_answer.status == dns::Status::ok ? std::optional(sts_answer.ttl) : std::nullopt;
+  Decision decision = decide(cached, txt, tlsrpt, fetch, decided, options_.timing, txt_ttl);
   decision.entry.txt_dnssec = dns::to_string(sts_answer.security);
   for (const std::string& warning : decision.warnings) logger_->warn("{}: {}", domain, warning);
   if (fetch) {

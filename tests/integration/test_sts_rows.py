@@ -303,7 +303,7 @@ def test_sts_07_unusable_txt_keeps_cached_policy(fe, world, variant):
     world.set_https(f"mta-sts.{domain}", {"body": policy(mx=[f"mx2.{domain}"])})
     world.clear_log()
 
-    # A day later the id is re-checked (recheck_interval): the cached policy stays in force.
+    # A day later the id is re-checked (its TTL has long passed): the cached policy stays.
     got = fe.answers(domain, at=DAY + 600)
     assert got.triple() == enforce(domain), got
     assert sh.sts_txt_queries(world, domain), "the record was not re-checked"
@@ -488,7 +488,8 @@ def test_sts_16_unknown_keys_and_any_order(fe, world, vector, patterns):
 
 def test_sts_17_policy_cached_for_max_age(fe, world):
     domain = name("sts17", fe)
-    publish(world, domain, body=policy(mx=[f"mx1.{domain}"], max_age=600))
+    # The TXT answer is good for a day (RFC 8461 §8.1): only max_age bounds the cache here.
+    publish(world, domain, body=policy(mx=[f"mx1.{domain}"], max_age=600), ttl=DAY)
     first = fe.answers(domain)
     assert first.triple() == enforce(domain)
     fetched_at = fe.entry(domain)["policy"]["fetched_at"]
@@ -509,7 +510,8 @@ def test_sts_17_policy_cached_for_max_age(fe, world):
 
 def test_sts_34_expired_policy_with_same_id_is_fetched_again(fe, world):
     domain = name("sts34", fe)
-    publish(world, domain, policy_id="same1", body=policy(mx=[f"mx1.{domain}"], max_age=1200))
+    publish(world, domain, policy_id="same1", body=policy(mx=[f"mx1.{domain}"], max_age=1200),
+            ttl=DAY)
     assert fe.answers(domain).triple() == enforce(domain)
     # Same TXT id, new policy text: only a fetch can see it.
     world.set_https(f"mta-sts.{domain}", {"body": policy(mx=[f"mx2.{domain}"], max_age=1200)})
@@ -765,23 +767,27 @@ def test_sts_26_cached_policy_applies_when_no_live_policy(fe, world, variant):
 
 def test_sts_27_policy_refreshed_before_expiry(fe, world):
     domain = name("sts27", fe)
-    publish(world, domain, policy_id="w1", body=policy(mx=[f"mx1.{domain}"], max_age=7 * DAY))
+    # The TXT record's TTL is two hours: the id is re-checked when it has passed (RFC 8461 §8.1).
+    publish(world, domain, policy_id="w1", body=policy(mx=[f"mx1.{domain}"], max_age=7 * DAY),
+            ttl=7200)
     assert fe.answers(domain).triple() == enforce(domain)
     entry = fe.entry(domain)
     fetched = entry["policy"]["fetched_at"]
     assert entry["policy"]["expires_at"] == fetched + 7 * DAY
-    assert entry["next_check"] == fetched + DAY, "the re-check is not scheduled a day ahead"
+    # txt_max_ttl (1 h by default) caps the two hours.
+    assert entry["next_check"] == fetched + 3600, "the re-check is not scheduled an hour ahead"
+    assert entry["txt_expires_at"] == fetched + 3600, entry
     world.clear_log()
 
-    # Daily, the TXT id is re-checked (no traffic before: the first lookup after the interval).
-    assert fe.answers(domain, at=23 * 3600).triple() == enforce(domain)
-    assert world.dns_queries() == [], "re-checked before the interval"
+    # Hourly, the TXT id is re-checked (no traffic before: the first lookup after the TTL).
+    assert fe.answers(domain, at=3500).triple() == enforce(domain)
+    assert world.dns_queries() == [], "re-checked before the TTL"
     assert fe.answers(domain, at=25 * 3600).triple() == enforce(domain)
     assert sh.sts_txt_queries(world, domain), "no TXT re-check a day later (6 days before expiry)"
     assert gets(world, domain) == []  # same id, policy young: nothing to fetch (STS-35)
     entry = fe.entry(domain)
     assert entry["checked_at"] >= fetched + 25 * 3600
-    assert entry["next_check"] == entry["checked_at"] + DAY
+    assert entry["next_check"] == entry["checked_at"] + 3600
     assert entry["policy"]["expires_at"] == fetched + 7 * DAY
 
     # From half its lifetime on, the policy is fetched again although its id is unchanged, and

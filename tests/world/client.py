@@ -160,6 +160,21 @@ class World:
     def _path(collection, name):
         return f"/{collection}/{urllib.parse.quote(name, safe='')}"
 
+    def get_dns(self, name):
+        """The data of one name as stored; None when it has none."""
+        status, answer = self.request("GET", self._path("dns", name))
+        if status == 404:
+            return None
+        if status != 200:
+            raise WorldError(f"GET dns {name}: {status} {answer}")
+        return answer
+
+    def set_ttl(self, name, ttl):
+        """Serves the data of `name` (if any) with `ttl` from now on."""
+        data = self.get_dns(name)
+        if data is not None:
+            self.set_dns(name, {**data, "ttl": int(ttl)})
+
     def set_dns(self, name, data):
         """Replace the data of one name, e.g. {"TXT": [["v=STSv1; id=1;"]]}."""
         self._call("PUT", self._path("dns", name), data)

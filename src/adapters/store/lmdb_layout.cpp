@@ -178,6 +178,8 @@ bool is_dnssec_status(std::string_view status) {
 struct Extras {
   std::int64_t checked_at = 0;
   std::int64_t next_check = 0;
+  std::int64_t txt_expires_at = 0;
+  bool has_txt_expires_at = false;  // written by a version that tracks the TXT TTL
   bool unavailable = false;
   std::string failed_id;
   int failures = 0;
@@ -244,6 +246,9 @@ class ExtrasReader {
         return store(extras.checked_at, kMaxTime);
       case Key::next_check:
         return store(extras.next_check, kMaxTime);
+      case Key::txt_expires_at:
+        extras.has_txt_expires_at = true;
+        return store(extras.txt_expires_at, kMaxTime);
       case Key::retry_fetch_at:
         return store(extras.retry_fetch_at, kMaxTime);
       case Key::fetched_at:
@@ -368,6 +373,7 @@ class ExtrasReader {
     dane_checked_at,
     dane_expires_at,
     dane_required,
+    txt_expires_at,
     unknown
   };
   static constexpr std::string_view kKeyNames[] = {"v",
@@ -387,7 +393,8 @@ class ExtrasReader {
                                                    "dane_hosts",
                                                    "dane_checked_at",
                                                    "dane_expires_at",
-                                                   "dane_required"};
+                                                   "dane_required",
+                                                   "txt_expires_at"};
 
   bool scalar(std::string_view what) {
     if (key_ == Key::unknown) return true;
@@ -524,6 +531,10 @@ Decoded decode(const RawRecord& raw) {
     }
     entry.checked_at = extras->checked_at;
     entry.next_check = extras->next_check;
+    entry.txt_expires_at = extras->txt_expires_at;
+    // A policy cached by a version that re-checked the id only daily: look at the TXT record
+    // now rather than up to a day later (RFC 8461 §8.1); same id, no fetch.
+    if (entry.policy && !extras->has_txt_expires_at) recheck = true;
     entry.unavailable = extras->unavailable;
     entry.failed_id = std::move(extras->failed_id);
     entry.failures = extras->failures;
@@ -553,7 +564,8 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
   auto set = [&out](Field field, std::string value) {
     out.values[static_cast<std::size_t>(field)] = std::move(value);
   };
-  for (const auto time : {entry.checked_at, entry.next_check, entry.retry_fetch_at}) {
+  for (const auto time :
+       {entry.checked_at, entry.next_check, entry.txt_expires_at, entry.retry_fetch_at}) {
     if (!in_range(time, kMaxTime))
       return std::unexpected(refuse(fmt::format("time {} is out of range", time)));
   }
@@ -577,6 +589,7 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
     extras["v"] = kExtrasVersion;
     extras["checked_at"] = entry.checked_at;
     extras["next_check"] = entry.next_check;
+    extras["txt_expires_at"] = entry.txt_expires_at;
     extras["unavailable"] = entry.unavailable;
     extras["failed_id"] = entry.failed_id;
     extras["failures"] = entry.failures;

@@ -387,3 +387,63 @@ TEST(LmdbLayoutDane, store_round_trip_and_repair) {
 
 }  // namespace
 }  // namespace mtasts::store
+
+namespace mtasts::store {
+namespace {
+
+// RFC 8461 §8.1: the id is re-checked once the TXT TTL has passed; the entry keeps that time.
+TEST(LmdbLayoutTxtTtl, txt_expires_at_round_trips) {
+  CacheEntry entry = enforce_entry();
+  entry.txt_expires_at = kT0 + 400;
+  entry.next_check = kT0 + 400;
+  layout::Decoded decoded = round_trip(entry);
+  EXPECT_TRUE(decoded.problems.empty());
+  EXPECT_EQ(decoded.entry, entry);
+}
+
+// A policy cached by a version that re-checked ids only daily has no txt_expires_at: the next
+// lookup consults DNS at once instead of trusting a next_check up to a day away.
+TEST(LmdbLayoutTxtTtl, policy_from_before_the_ttl_was_kept_is_rechecked_at_once) {
+  CacheEntry entry = enforce_entry();
+  auto encoded = layout::encode(entry);
+  ASSERT_TRUE(encoded);
+  auto& extras_text = encoded->values[static_cast<std::size_t>(layout::Field::extras)];
+  json extras = json::parse(*extras_text);
+  extras.erase("txt_expires_at");
+  extras_text = extras.dump();
+  layout::Decoded decoded = layout::decode(raw_of(*encoded));
+  ASSERT_TRUE(decoded.entry.has_value());
+  ASSERT_TRUE(decoded.entry->policy.has_value());
+  EXPECT_EQ(decoded.entry->next_check, 0);
+  EXPECT_EQ(decoded.entry->policy->id, "abc");
+
+  CacheEntry negative;  // no policy: nothing to re-check early
+  negative.checked_at = kT0;
+  negative.next_check = kT0 + 3600;
+  auto plain = layout::encode(negative);
+  ASSERT_TRUE(plain);
+  auto& plain_text = plain->values[static_cast<std::size_t>(layout::Field::extras)];
+  json plain_extras = json::parse(*plain_text);
+  plain_extras.erase("txt_expires_at");
+  plain_text = plain_extras.dump();
+  EXPECT_EQ(layout::decode(raw_of(*plain)).entry->next_check, kT0 + 3600);
+}
+
+TEST(LmdbLayoutTxtTtl, malformed_txt_expires_at_is_a_problem) {
+  CacheEntry entry = enforce_entry();
+  for (const char* bad : {"-5", "\"soon\"", "1e300", "true"}) {
+    auto encoded = layout::encode(entry);
+    ASSERT_TRUE(encoded);
+    auto& extras_text = encoded->values[static_cast<std::size_t>(layout::Field::extras)];
+    json extras = json::parse(*extras_text);
+    extras["txt_expires_at"] = json::parse(bad);
+    extras_text = extras.dump();
+    layout::Decoded decoded = layout::decode(raw_of(*encoded));
+    EXPECT_FALSE(decoded.problems.empty()) << bad;
+    ASSERT_TRUE(decoded.entry.has_value()) << bad;
+    EXPECT_EQ(decoded.entry->next_check, 0) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace mtasts::store

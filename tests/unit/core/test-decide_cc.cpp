@@ -11,7 +11,14 @@ namespace mtasts {
 namespace {
 
 constexpr UnixTime kT0 = 1'700'000'000;
-const Timing kTiming{};
+// Most rows were written when a valid policy's id was re-checked daily: with no TTL from DNS
+// (txt_max_ttl applies) and a cap of a day they keep that rhythm. The TTL rows set their own.
+Timing daily_timing() {
+  Timing timing;
+  timing.txt_max_ttl = 86400;
+  return timing;
+}
+const Timing kTiming = daily_timing();
 
 Policy make_policy(Mode mode, std::int64_t max_age = 86400,
                    std::vector<std::string> mx = {"mx1.example.com", "*.example.net"}) {
@@ -78,12 +85,12 @@ TEST(Decide, STS17_fresh_cache_answers_without_dns) {
 TEST(Decide, STS35_same_id_after_recheck_does_not_fetch) {
   Lookups run;
   run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, 7 * 86400)));
-  UnixTime later = kT0 + kTiming.recheck_interval;  // STS-27: re-checked daily
+  UnixTime later = kT0 + kTiming.txt_max_ttl;  // STS-27: re-checked daily
   EXPECT_FALSE(is_fresh(run.entry, later));
   Answer answer = run.lookup(later, txt_id("abc"), fetched(make_policy(Mode::none)));
   EXPECT_EQ(answer.mode, Mode::enforce);
   EXPECT_EQ(run.fetches, 1);
-  EXPECT_EQ(run.entry->next_check, later + kTiming.recheck_interval);
+  EXPECT_EQ(run.entry->next_check, later + kTiming.txt_max_ttl);
 }
 
 TEST(Decide, STS27_same_id_policy_is_fetched_again_from_half_its_lifetime) {
@@ -108,11 +115,11 @@ TEST(Decide, STS27_same_id_policy_is_fetched_again_from_half_its_lifetime) {
   EXPECT_EQ(run.entry->policy->expires_at, kT0 + kWeek / 2 + kWeek);
 }
 
-TEST(Decide, STS27_refresh_starts_recheck_interval_before_expiry_when_that_is_earlier) {
+TEST(Decide, STS27_refresh_starts_txt_max_ttl_before_expiry_when_that_is_earlier) {
   constexpr std::int64_t kLifetime = 3 * 86400 / 2;  // 36 h: a day before expiry is at 12 h
   Lookups run;
   run.lookup(kT0, txt_id("abc"), fetched(make_policy(Mode::enforce, kLifetime)));
-  EXPECT_EQ(run.entry->next_check, kT0 + kLifetime - kTiming.recheck_interval);
+  EXPECT_EQ(run.entry->next_check, kT0 + kLifetime - kTiming.txt_max_ttl);
   run.lookup(kT0 + 12 * 3600, txt_id("abc"), fetched(make_policy(Mode::enforce, kLifetime)));
   EXPECT_EQ(run.fetches, 2);
   EXPECT_EQ(run.entry->policy->fetched_at, kT0 + 12 * 3600);
@@ -363,6 +370,154 @@ TEST(Decide, RPT01_tlsrpt_record_is_stored_and_kept_on_temporary_failure) {
       std::expected<TlsrptRecord, Error>(std::unexpected(Error{ErrorCategory::no_record, "x"}));
   run.lookup(kT0 + 1400, txt_id("abc"), fetched(make_policy(Mode::enforce, 600)), false, gone);
   EXPECT_TRUE(run.entry->report.empty());
+}
+
+// RFC 8461 §8.1 and §3.1: the id is the signal of a new policy, and a sender keeps a cached
+// policy only until the TXT record's TTL has passed before it looks for a new id.
+struct TtlLookups {
+  std::optional<CacheEntry> entry;
+  int fetches = 0;
+  Timing timing{};  // the shipped defaults: txt_min_ttl 1 s, txt_max_ttl 1 h
+
+  Answer lookup(UnixTime now, const TxtOutcome& txt, std::optional<std::uint32_t> ttl,
+                const FetchOutcome& fetch_result = std::nullopt) {
+    if (is_fresh(entry, now)) return answer_from_entry(*entry, now, false);
+    FetchOutcome fetch;
+    if (should_fetch(entry, txt, now, timing)) {
+      ++fetches;
+      fetch = fetch_result;
+    }
+    Decision decision = decide(entry, txt, std::nullopt, fetch, now, timing, ttl);
+    entry = decision.entry;
+    return decision.answer;
+  }
+};
+
+TEST(DecideTxtTtl, RFC8461_8_1_id_is_current_for_the_txt_ttl) {
+  TtlLookups run;
+  run.lookup(kT0, txt_id("v1"), 300, fetched(make_policy(Mode::enforce, 7 * 86400)));
+  EXPECT_EQ(run.entry->txt_expires_at, kT0 + 300);
+  EXPECT_EQ(run.entry->next_check, kT0 + 300);
+  EXPECT_TRUE(is_fresh(run.entry, kT0 + 299));
+  EXPECT_FALSE(is_fresh(run.entry, kT0 + 300));
+}
+
+struct TtlRow {
+  const char* name;
+  std::optional<std::uint32_t> ttl;
+  std::int64_t after;
+};
+
+TEST(DecideTxtTtl, ttl_is_taken_within_min_and_max) {
+  const TtlRow rows[] = {
+      {"TTL 0 -> the 1 s floor: at most one query a second", 0, 1},
+      {"TTL 1", 1, 1},
+      {"TTL 59", 59, 59},
+      {"TTL 3600 = txt_max_ttl", 3600, 3600},
+      {"TTL a day -> txt_max_ttl", 86400, 3600},
+      {"TTL unknown -> txt_max_ttl", std::nullopt, 3600},
+  };
+  for (const TtlRow& row : rows) {
+    TtlLookups run;
+    run.lookup(kT0, txt_id("v1"), row.ttl, fetched(make_policy(Mode::enforce, 7 * 86400)));
+    EXPECT_EQ(run.entry->next_check, kT0 + row.after) << row.name;
+    EXPECT_EQ(txt_recheck_after(row.ttl, run.timing), row.after) << row.name;
+  }
+  Timing floor5;
+  floor5.txt_min_ttl = 5;
+  EXPECT_EQ(txt_recheck_after(0, floor5), 5);
+  Timing odd;  // a floor above the cap is refused by the config; the cap wins here
+  odd.txt_min_ttl = 100;
+  odd.txt_max_ttl = 10;
+  EXPECT_EQ(txt_recheck_after(0, odd), 10);
+}
+
+TEST(DecideTxtTtl, STS35_same_id_after_the_ttl_no_fetch_and_the_expiry_moves_on) {
+  TtlLookups run;
+  run.lookup(kT0, txt_id("v1"), 60, fetched(make_policy(Mode::enforce, 7 * 86400)));
+  for (UnixTime t = kT0 + 60; t < kT0 + 600; t += 60) {
+    Answer answer = run.lookup(t, txt_id("v1"), 60, fetched(make_policy(Mode::none)));
+    EXPECT_EQ(answer.mode, Mode::enforce);
+    EXPECT_EQ(run.entry->txt_expires_at, t + 60);
+    EXPECT_EQ(run.entry->next_check, t + 60);
+  }
+  EXPECT_EQ(run.fetches, 1);
+}
+
+TEST(DecideTxtTtl, STS34_new_id_after_the_ttl_fetches_the_new_mx_list) {
+  TtlLookups run;
+  run.lookup(kT0, txt_id("v1"), 5, fetched(make_policy(Mode::enforce, 7 * 86400)));
+  // Before the TTL the old policy answers with no DNS at all.
+  Answer answer =
+      run.lookup(kT0 + 4, txt_id("v2"), 5,
+                 fetched(make_policy(Mode::enforce, 7 * 86400, {"new-mx.example.com"})));
+  EXPECT_EQ(answer.mx, (std::vector<std::string>{"mx1.example.com", "*.example.net"}));
+  answer = run.lookup(kT0 + 5, txt_id("v2"), 5,
+                      fetched(make_policy(Mode::enforce, 7 * 86400, {"new-mx.example.com"})));
+  EXPECT_EQ(run.fetches, 2);
+  EXPECT_EQ(answer.mx, std::vector<std::string>{"new-mx.example.com"});
+  EXPECT_EQ(run.entry->policy->id, "v2");
+}
+
+TEST(DecideTxtTtl, STS48_new_id_with_mode_none_and_testing_to_enforce) {
+  TtlLookups run;
+  run.lookup(kT0, txt_id("v1"), 5, fetched(make_policy(Mode::enforce, 7 * 86400)));
+  Answer answer = run.lookup(kT0 + 5, txt_id("v2"), 5, fetched(make_policy(Mode::none, 86400, {})));
+  EXPECT_EQ(answer.kind, AnswerKind::policy);
+  EXPECT_EQ(answer.mode, Mode::none);
+
+  TtlLookups testing;
+  testing.lookup(kT0, txt_id("t1"), 5, fetched(make_policy(Mode::testing, 7 * 86400)));
+  answer = testing.lookup(kT0 + 5, txt_id("e1"), 5, fetched(make_policy(Mode::enforce)));
+  EXPECT_EQ(answer.mode, Mode::enforce);
+}
+
+TEST(DecideTxtTtl, new_id_whose_policy_cannot_be_had_keeps_the_cached_one) {
+  TtlLookups run;
+  run.lookup(kT0, txt_id("v1"), 5, fetched(make_policy(Mode::enforce, 7 * 86400)));
+  Answer answer = run.lookup(kT0 + 5, txt_id("v2"), 5, fetch_error());
+  EXPECT_EQ(answer.mode, Mode::enforce);
+  EXPECT_EQ(answer.id, "v1");
+  EXPECT_FALSE(run.entry->last_error.empty());
+}
+
+struct LapseRow {
+  const char* name;
+  TxtOutcome txt;
+};
+
+TEST(DecideTxtTtl, STS07_txt_gone_ambiguous_or_failing_keeps_the_policy_retries_after_dns_retry) {
+  const LapseRow rows[] = {
+      {"TXT removed", txt_error(ErrorCategory::no_record)},
+      {"TXT ambiguous", txt_error(ErrorCategory::multiple_records)},
+      {"TXT syntax", txt_error(ErrorCategory::record_syntax)},
+      {"SERVFAIL", txt_error(ErrorCategory::dns_temporary)},
+      {"bogus", txt_error(ErrorCategory::dns_bogus)},
+  };
+  for (const LapseRow& row : rows) {
+    TtlLookups run;
+    run.lookup(kT0, txt_id("v1"), 5, fetched(make_policy(Mode::enforce, 7 * 86400)));
+    Answer answer = run.lookup(kT0 + 5, row.txt, std::nullopt);
+    EXPECT_EQ(answer.kind, AnswerKind::policy) << row.name;
+    EXPECT_EQ(answer.mode, Mode::enforce) << row.name;
+    EXPECT_EQ(run.entry->next_check, kT0 + 5 + run.timing.dns_retry) << row.name;
+    EXPECT_TRUE(serves_while_revalidating(run.entry, kT0 + 5 + run.timing.dns_retry)) << row.name;
+  }
+}
+
+TEST(DecideTxtTtl, serves_while_revalidating_only_an_unexpired_policy) {
+  TtlLookups run;
+  EXPECT_FALSE(serves_while_revalidating(run.entry, kT0));
+  run.lookup(kT0, txt_id("v1"), 5, fetched(make_policy(Mode::enforce, 600)));
+  EXPECT_TRUE(serves_while_revalidating(run.entry, kT0 + 5));
+  EXPECT_TRUE(serves_while_revalidating(run.entry, kT0 + 599));
+  EXPECT_FALSE(serves_while_revalidating(run.entry, kT0 + 600));
+  TtlLookups negative;
+  negative.lookup(kT0, txt_error(ErrorCategory::no_record), std::nullopt);
+  EXPECT_FALSE(serves_while_revalidating(negative.entry, kT0 + 3600));
+  TtlLookups failed;
+  failed.lookup(kT0, txt_id("v1"), 5, fetch_error());
+  EXPECT_FALSE(serves_while_revalidating(failed.entry, kT0 + 60));
 }
 
 TEST(Decide, caller_that_skips_a_needed_fetch_gets_a_failure_not_a_policy) {

@@ -13,8 +13,15 @@ namespace {
 
 constexpr UnixTime kT0 = 1'700'000'000;
 constexpr std::int64_t kDay = 86400;
-const Timing kTiming{};          // recheck 1 d, dns_retry 60 s, fetch backoff 300 s .. 6 h
-const RefreshTiming kRefresh{};  // ahead 600 s, retry_max 1 h, drop unused after 30 d
+// The id re-checked daily when DNS gives no TTL (these rows predate the TXT TTL), dns_retry 60 s,
+// fetch backoff 300 s .. 6 h.
+Timing daily_timing() {
+  Timing timing;
+  timing.txt_max_ttl = 86400;
+  return timing;
+}
+const Timing kTiming = daily_timing();
+const RefreshTiming kRefresh{};  // ahead 600 s, retry_max 1 h, drop unused after 30 d, TTL window 1 d
 
 // A policy fetched at `fetched` with `max_age`, checked at `checked`, due again at `next`.
 CacheEntry entry_with_policy(Mode mode, std::int64_t fetched, std::int64_t max_age,
@@ -76,7 +83,7 @@ std::vector<Row> rows() {
                     entry_with_policy(Mode::enforce, 0, 7 * kDay, 3 * kDay, 3 * kDay + kDay / 2),
                     used_at(3 * kDay), 3 * kDay, 0.0, kRefresh,
                     {RefreshAction::refresh, 3 * kDay + kDay / 2}));
-  // A short policy (max_age 1 h < recheck_interval): refresh_from is before the fetch, so an
+  // A short policy (max_age 1 h < txt_max_ttl): refresh_from is before the fetch, so an
   // early refresh does fetch; the lead is a quarter of the hour at most.
   out.push_back(row("STS-27 short max_age: early refresh fetches, lead capped at a quarter",
                     entry_with_policy(Mode::testing, 0, 3600, 0, 3600), used_at(0), 10, 0.0,
@@ -148,6 +155,35 @@ std::vector<Row> rows() {
                     0.0, kRefresh, {RefreshAction::drop, 30 * kDay}));
   out.push_back(row("used just under drop_unused_after ago: still refreshed", week_policy(),
                     used_at(1), 30 * kDay, 0.0, kRefresh, {RefreshAction::refresh, kDay - 600}));
+  {
+    // RFC 8461 §8.1: due because the TXT answer's TTL (300 s) runs out at T0 + 1 d + 300.
+    CacheEntry entry = entry_with_policy(Mode::enforce, 0, 7 * kDay, kDay, kDay + 300);
+    entry.txt_expires_at = entry.next_check;
+    out.push_back(row("TXT TTL re-check of a domain in use: just after the TTL, no lead",
+                      entry, used_at(kDay - 200), kDay + 10, 0.9, kRefresh,
+                      {RefreshAction::refresh, kDay + 301}));
+    out.push_back(row("TXT TTL re-check: used just under ttl_window ago", entry, used_at(11),
+                      kDay + 10, 0.0, kRefresh, {RefreshAction::refresh, kDay + 301}));
+    out.push_back(row("TXT TTL of a domain unused for ttl_window: waits for the fetch", entry,
+                      used_at(10), kDay + 10, 0.0, kRefresh,
+                      {RefreshAction::refresh, 3 * kDay + kDay / 2}));
+    RefreshTiming no_window = kRefresh;
+    no_window.ttl_window = 0;
+    out.push_back(row("refresh_ttl_window 0: TXT TTLs are left to lookups", entry, used_at(kDay),
+                      kDay + 10, 0.0, no_window, {RefreshAction::refresh, 3 * kDay + kDay / 2}));
+    RefreshState again = used_at(kDay);
+    again.last_attempt = kT0 + kDay;
+    CacheEntry short_ttl = entry_with_policy(Mode::enforce, 0, 7 * kDay, kDay, kDay + 1);
+    short_ttl.txt_expires_at = short_ttl.next_check;
+    out.push_back(row("TXT TTL 1 s: still never twice within dns_retry", short_ttl, again, kDay,
+                      0.0, kRefresh, {RefreshAction::refresh, kDay + 60}));
+    CacheEntry refresh_due = entry_with_policy(Mode::enforce, 0, 7 * kDay, 3 * kDay + 43000,
+                                               3 * kDay + kDay / 2);
+    refresh_due.txt_expires_at = kT0 + 3 * kDay + kDay / 2 + 100;
+    out.push_back(row("TTL beyond refresh_from: the same-id fetch is what is due",
+                      refresh_due, used_at(3 * kDay), 3 * kDay + 43000, 0.0, kRefresh,
+                      {RefreshAction::refresh, 3 * kDay + kDay / 2}));
+  }
   {
     RefreshTiming never = kRefresh;
     never.drop_unused_after = 0;

@@ -69,9 +69,11 @@ class FakeResolver final : public dns::Resolver {
   std::map<std::string, dns::Answer<std::string>> address_answers;
   std::map<std::string, dns::Answer<dns::TlsaRecord>> tlsa_answers;
 
-  void set_txt(const std::string& name, std::vector<std::string> records) {
+  // `ttl` of the answer: the id it gives is current that long (RFC 8461 §8.1).
+  void set_txt(const std::string& name, std::vector<std::string> records,
+               std::uint32_t ttl = 3600) {
     txt_records[name] = dns::Answer<std::string>{
-        dns::Status::ok, dns::Security::insecure, std::move(records), 300, name, ""};
+        dns::Status::ok, dns::Security::insecure, std::move(records), ttl, name, ""};
   }
   void set_failure(const std::string& name, dns::Status status) {
     txt_records[name] =

@@ -95,6 +95,7 @@ refresh_scan_interval = 1
 refresh_ahead = 0
 refresh_retry_max = 60
 drop_unused_after = 0
+refresh_ttl_window = 3600
 cdb_export = "/var/lib/mtasts/exim.cdb"
 cdb_export_interval = 1
 metrics_listen = "[::1]:9461"
@@ -104,7 +105,7 @@ metrics_listen = "[::1]:9461"
   EXPECT_FALSE(d.refresh);
   EXPECT_EQ(d.refresh_concurrency, 2u);
   EXPECT_EQ(d.refresh_scan_interval, 1);
-  EXPECT_EQ(d.refresh_timing, (RefreshTiming{0, 60, 0}));
+  EXPECT_EQ(d.refresh_timing, (RefreshTiming{0, 60, 0, 3600}));
   EXPECT_EQ(d.cdb_export, "/var/lib/mtasts/exim.cdb");
   EXPECT_EQ(d.cdb_export_interval, 1);
   EXPECT_EQ(d.metrics_listen, "[::1]:9461");
@@ -297,6 +298,42 @@ TEST(Config, inverted_backoff_names_its_line) {
 
 // mtastsd.toml(5): without any [socketmap.NAME] table the map "postfix" is served. A bare
 // [socketmap] used to leave no map at all, so every request got "PERM unknown socketmap name".
+// RFC 8461 §8.1: the TXT id is re-checked after the record's TTL, within [txt_min_ttl,
+// txt_max_ttl]; recheck_interval is the old name of txt_max_ttl.
+TEST(Config, txt_ttl_keys_and_the_old_recheck_interval) {
+  auto config = parse("");
+  ASSERT_TRUE(config) << config.error().reason;
+  EXPECT_EQ(config->timing.txt_max_ttl, 3600);
+  EXPECT_EQ(config->timing.txt_min_ttl, 1);
+
+  config = parse("txt_max_ttl = 600\ntxt_min_ttl = 5\n");
+  ASSERT_TRUE(config) << config.error().reason;
+  EXPECT_EQ(config->timing.txt_max_ttl, 600);
+  EXPECT_EQ(config->timing.txt_min_ttl, 5);
+
+  config = parse("recheck_interval = 86400\n");
+  ASSERT_TRUE(config) << config.error().reason;
+  EXPECT_EQ(config->timing.txt_max_ttl, 86400);
+
+  config = parse("txt_max_ttl = 600\nrecheck_interval = 86400\n");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().reason,
+            "test.toml:2: recheck_interval: is the old name of txt_max_ttl; keep only txt_max_ttl "
+            "(see mtasts.toml(5))");
+
+  config = parse("txt_max_ttl = 60\ntxt_min_ttl = 120\n");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().reason, "test.toml:2: txt_min_ttl: 120 is above txt_max_ttl (60)");
+  config = parse("txt_max_ttl = 0\n");
+  ASSERT_FALSE(config);
+  EXPECT_TRUE(config.error().reason.starts_with("test.toml:1: txt_max_ttl: 0 is out of range"))
+      << config.error().reason;
+  config = parse("txt_min_ttl = 0\n");
+  ASSERT_FALSE(config);
+  EXPECT_TRUE(config.error().reason.starts_with("test.toml:1: txt_min_ttl: 0 is out of range"))
+      << config.error().reason;
+}
+
 TEST(Config, bare_socketmap_table_keeps_the_default_map) {
   for (const char* text : {"[socketmap]\n", "socketmap = {}\n"}) {
     SCOPED_TRACE(text);

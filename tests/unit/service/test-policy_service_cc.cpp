@@ -75,6 +75,33 @@ TEST_F(PolicyServiceTest, STS17_fresh_cache_uses_no_network) {
   EXPECT_EQ(fetcher.fetches["example.com"], 1);
 }
 
+// RFC 8461 §8.1: the id is looked at again once the TXT answer's TTL has passed; the same id
+// fetches nothing, a new one fetches the new policy.
+TEST_F(PolicyServiceTest, txt_ttl_decides_when_the_id_is_rechecked) {
+  resolver.set_txt("_mta-sts.example.com", {"v=STSv1; id=abc"}, 30);
+  fetcher.bodies["example.com"] = kEnforceBody;
+  LookupResult first = lookup("example.com");
+  ASSERT_TRUE(first.entry);
+  EXPECT_EQ(first.entry->txt_expires_at, kT0 + 30);
+  now += 29;
+  EXPECT_EQ(lookup("example.com").source, AnswerSource::cache);
+  EXPECT_EQ(resolver.queries["_mta-sts.example.com"], 1);
+  now += 1;
+  LookupResult same = lookup("example.com");
+  EXPECT_EQ(same.source, AnswerSource::network);
+  EXPECT_EQ(resolver.queries["_mta-sts.example.com"], 2);
+  EXPECT_EQ(fetcher.fetches["example.com"], 1) << "same id: no fetch";
+  EXPECT_EQ(same.entry->txt_expires_at, kT0 + 60);
+
+  resolver.set_txt("_mta-sts.example.com", {"v=STSv1; id=def"}, 0);
+  fetcher.bodies["example.com"] = "version: STSv1\nmode: enforce\nmx: new.example.net\nmax_age: 86400\n";
+  now += 30;
+  LookupResult changed = lookup("example.com");
+  EXPECT_EQ(fetcher.fetches["example.com"], 2);
+  EXPECT_EQ(changed.answer.mx, std::vector<std::string>{"new.example.net"});
+  EXPECT_EQ(changed.entry->next_check, now + 1) << "TTL 0: the 1 s floor";
+}
+
 TEST_F(PolicyServiceTest, single_flight_many_callers_share_one_lookup) {
   resolver.set_txt("_mta-sts.example.com", {"v=STSv1; id=abc"});
   fetcher.bodies["example.com"] = kEnforceBody;
