@@ -19,12 +19,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   // STS-13, §6.2: max_age within [0, cap]; STS-14: mx present unless none, and every pattern
-  // is ["*."] plus a lower-case LDH hostname.
+  // is ["*."] plus a lower-case LDH Domain of one label or more (check_mx_domain).
   FUZZ_CHECK(policy->max_age >= 0 && policy->max_age <= kMaxAgeCap);
   FUZZ_CHECK(policy->mode == Mode::none || !policy->mx.empty());
   for (const std::string& mx : policy->mx) {
     const std::string_view host = mx.starts_with("*.") ? std::string_view(mx).substr(2) : mx;
-    const auto checked = check_ldh_hostname(host);
+    const auto checked = check_mx_domain(host);
     FUZZ_CHECK(checked && *checked == host);
   }
   // A canonical rendering of the parsed policy parses back to the same value.

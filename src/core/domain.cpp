@@ -98,9 +98,8 @@ std::optional<std::string> label_problem(std::string_view label) {
   return std::nullopt;
 }
 
-}  // namespace
-
-std::expected<std::string, Error> check_ldh_hostname(std::string_view name) {
+// check_ldh_hostname with the least number of labels as a parameter.
+std::expected<std::string, Error> check_ldh_name(std::string_view name, std::size_t min_labels) {
   if (name.empty()) return std::unexpected(invalid("expected a hostname, found an empty string"));
   if (!is_ascii(name)) {
     return std::unexpected(
@@ -131,7 +130,7 @@ std::expected<std::string, Error> check_ldh_hostname(std::string_view name) {
     if (dot == std::string_view::npos) break;
     rest.remove_prefix(dot + 1);
   }
-  if (labels < 2) {
+  if (labels < min_labels) {
     return std::unexpected(
         invalid("expected a hostname with at least two labels, found " + quote_input(name)));
   }
@@ -141,6 +140,18 @@ std::expected<std::string, Error> check_ldh_hostname(std::string_view name) {
         invalid("expected a top-level label that is not all-numeric in " + quote_input(name)));
   }
   return lower;
+}
+
+}  // namespace
+
+std::expected<std::string, Error> check_ldh_hostname(std::string_view name) {
+  return check_ldh_name(name, 2);
+}
+
+std::expected<std::string, Error> check_mx_domain(std::string_view name) {
+  // STS-14, RFC 8461 §3.2 with RFC 5321 §4.1.2: Domain = sub-domain *("." sub-domain), so one
+  // label is grammatical ("com" in "mx: *.com"); the RFC has no public-suffix rule.
+  return check_ldh_name(name, 1);
 }
 
 std::expected<std::string, Error> normalize_domain(std::string_view input) {

@@ -10,7 +10,8 @@ bool is_enforce(const Answer& answer) {
 }
 
 // An anchored regex for one mx pattern. Patterns are LDH (checked by the parser), so "." is the
-// only character that needs escaping; "*." stands for exactly one label (STS-33), never more.
+// only character that needs escaping; "*." stands for exactly one non-empty label (STS-33),
+// never more.
 std::string pattern_regex(const std::string& pattern) {
   std::string regex = "^";
   std::string_view rest = pattern;
@@ -50,7 +51,10 @@ std::string getmta_answer(const Answer& answer) {
 }
 
 std::string getmta_host_answer(const Answer& answer, std::string_view host) {
-  if (is_enforce(answer) && !mx_allowed(answer.mx, host)) return "0";
+  // Design §2.1, RFC 8461 §4.1: only an enforce policy refuses a host, and any host it does not
+  // allow is refused, whatever its form; the host is never an error (it comes from an MX record
+  // someone else published).
+  if (is_enforce(answer) && !mx_host_allowed(answer.mx, host)) return "0";
   return "";
 }
 

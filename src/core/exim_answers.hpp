@@ -16,8 +16,11 @@ namespace mtasts {
 // policy's answer: Exim's own hosts_try_dane (default *) applies DANE to the hosts with TLSA.
 [[nodiscard]] std::string getmta_answer(const Answer& answer);
 
-// getmta(D, H): "0" when D has an enforce policy and H (normalized) matches none of its
-// patterns; "" otherwise.
+// getmta(D, H): "0" when D has an enforce policy and H matches none of its patterns; ""
+// otherwise. H is taken as the MTA passed it and never refused: it is matched as mx_host_name
+// makes it (core/mx_match.hpp: normalized when it is a hostname, else lower-cased with one root
+// dot stripped), so under an enforce policy a malformed H ("mx_1.example.com", "-mx.example.com",
+// "a..b", "") gets "0" unless it equals a pattern or is one label more than a "*." pattern.
 [[nodiscard]] std::string getmta_host_answer(const Answer& answer, std::string_view host);
 
 // getmx(D): the policy's mx patterns as an Exim colon list ("" without a policy). Patterns never

@@ -1,10 +1,10 @@
 #include "core/exim_request.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "core/domain.hpp"
 #include "core/exim_answers.hpp"
 #include "core/text_quote.hpp"
 
@@ -32,6 +32,13 @@ LineStep done(std::string_view line, std::size_t consumed, std::size_t max_line)
 
 bool is_blank(char c) {
   return c == ' ' || c == '\t';
+}
+
+bool has_control_character(std::string_view text) {
+  return std::ranges::any_of(text, [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte == 0x7f;
+  });
 }
 
 bool equals_ignoring_case(std::string_view a, std::string_view b) {
@@ -63,12 +70,6 @@ LineStep read_exim_line(std::string_view input, bool at_eof, std::size_t max_lin
 }
 
 std::expected<EximRequest, std::string> parse_exim_request(std::string_view line) {
-  for (char c : line) {
-    const auto byte = static_cast<unsigned char>(c);
-    if ((byte < 0x20 && c != '\t') || byte == 0x7f) {
-      return std::unexpected(fmt::format("control character in request {}", quote_input(line)));
-    }
-  }
   std::vector<std::string_view> words;
   std::size_t i = 0;
   while (i < line.size()) {
@@ -76,6 +77,14 @@ std::expected<EximRequest, std::string> parse_exim_request(std::string_view line
     const std::size_t start = i;
     while (i < line.size() && !is_blank(line[i])) ++i;
     if (i > start) words.push_back(line.substr(start, i - start));
+  }
+  // Control characters are refused in the command and the domain; the host of "getmta D H" is
+  // only compared (RFC 8461 §4.1), so it is taken whatever it holds.
+  const std::size_t checked = words.size() == 3 ? 2 : words.size();
+  for (std::size_t w = 0; w < checked; ++w) {
+    if (has_control_character(words[w])) {
+      return std::unexpected(fmt::format("control character in request {}", quote_input(line)));
+    }
   }
   if (words.empty()) {
     return std::unexpected(
@@ -111,11 +120,8 @@ std::expected<EximRequest, std::string> parse_exim_request(std::string_view line
 std::string exim_answer(const EximRequest& request, const Answer& answer) {
   switch (request.command) {
     case EximCommand::getmta:
-      if (request.host) {
-        auto host = normalize_domain(*request.host);
-        return getmta_host_answer(answer,
-                                  host ? std::string_view(*host) : std::string_view(*request.host));
-      }
+      // RFC 8461 §4.1: any host is matched, never refused (getmta_host_answer).
+      if (request.host) return getmta_host_answer(answer, *request.host);
       return getmta_answer(answer);
     case EximCommand::getmx:
       return getmx_answer(answer);

@@ -37,18 +37,21 @@ enum class EximCommand { getmta, getmx, ignorelist };
 struct EximRequest {
   EximCommand command = EximCommand::getmta;
   std::string domain;               // as sent; not yet normalized
-  std::optional<std::string> host;  // getmta D H only; as sent
+  std::optional<std::string> host;  // getmta D H only; as sent, never checked
   friend bool operator==(const EximRequest&, const EximRequest&) = default;
 };
 
 // Parses "getmta D", "getmta D H", "getmx D" or "ignorelist D": words separated by spaces or
 // tabs, leading and trailing blanks ignored, the command in any case. Control characters (other
-// than tab) are refused. The error is a one-line reason quoting the offending input.
+// than tab) are refused in the command and the domain; the host H is taken as sent, whatever it
+// holds ("-mx.example.com", "mx_1.example.com", "*.example.net"): it is only ever matched
+// (RFC 8461 §4.1). The error is a one-line reason quoting the offending input.
 [[nodiscard]] std::expected<EximRequest, std::string> parse_exim_request(std::string_view line);
 
 // The answer for a request, given the engine's answer for its (normalized) domain: the strings
-// of core/exim_answers.hpp. For getmta D H the host is normalized here; a host that is not a
-// hostname is matched as sent (so an enforce policy answers "0").
+// of core/exim_answers.hpp. For getmta D H the host is matched by getmta_host_answer: normalized
+// when it is a hostname, otherwise lower-cased with one root dot stripped and matched literally,
+// never refused (an enforce policy answers "0" unless a pattern allows it).
 [[nodiscard]] std::string exim_answer(const EximRequest& request, const Answer& answer);
 
 // Every answer to a request that cannot be served starts with this; no real answer does

@@ -1,7 +1,10 @@
-// MX host validation against policy patterns (STS-33, RFC 8461 §4.1 with RFC 6125 §6.4).
+// MX host validation against policy patterns (STS-33, RFC 8461 §4.1 and Appendix B, with
+// RFC 6125 §6.4).
 #include "core/mx_match.hpp"
 
 #include <algorithm>
+
+#include "core/domain.hpp"
 
 namespace mtasts {
 
@@ -17,30 +20,55 @@ bool iequals(std::string_view a, std::string_view b) {
          std::ranges::equal(a, b, [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
 }
 
+// rfc-checklist §6.11: an MX name from DNS may carry the root dot; one is stripped, never more
+// ("mx.example.com.." stays a name that is not "mx.example.com").
+std::string_view without_root_dot(std::string_view host) {
+  if (host.ends_with('.')) host.remove_suffix(1);
+  return host;
+}
+
+// `name` has had its root dot stripped already.
+bool name_matches(std::string_view pattern, std::string_view name) {
+  if (pattern.empty()) return false;
+  // RFC 8461 Appendix B: a host equal to the pattern matches, whatever its form.
+  if (iequals(pattern, name)) return true;
+  if (!pattern.starts_with("*.")) return false;
+  // STS-33, RFC 8461 §4.1: "*" matches exactly one entire left-most label, so "*.example.net"
+  // matches "mx.example.net" but neither "example.net", ".example.net" nor "a.b.example.net".
+  const std::string_view suffix = pattern.substr(2);  // "example.net"
+  if (suffix.empty()) return false;                   // "*." alone matches nothing
+  const std::size_t dot = name.find('.');
+  if (dot == std::string_view::npos || dot == 0) return false;  // the label is never empty
+  return iequals(name.substr(dot + 1), suffix);
+}
+
+bool any_matches(const std::vector<std::string>& patterns, std::string_view name) {
+  return std::ranges::any_of(
+      patterns, [name](const std::string& pattern) { return name_matches(pattern, name); });
+}
+
 }  // namespace
 
 bool mx_matches(std::string_view pattern, std::string_view host) {
-  // rfc-checklist §6.11: an MX name from DNS may carry the root dot; strip one before matching.
-  if (host.ends_with('.')) host.remove_suffix(1);
-  if (host.empty() || pattern.empty()) return false;
-  // The host is the reference identifier (the MX record's target): it never holds a wildcard.
-  if (host.find('*') != std::string_view::npos) return false;
-
-  if (!pattern.starts_with("*.")) return iequals(pattern, host);
-
-  // STS-33, RFC 8461 §4.1: "*" matches exactly one entire left-most label, so "*.example.net"
-  // matches "mx.example.net" but neither "example.net" nor "a.b.example.net".
-  const std::string_view suffix = pattern.substr(1);  // ".example.net"
-  if (suffix.size() < 2) return false;                // "*." alone matches nothing
-  if (host.size() <= suffix.size()) return false;     // the wildcard label is never empty
-  const std::string_view first_label = host.substr(0, host.size() - suffix.size());
-  if (first_label.find('.') != std::string_view::npos) return false;
-  return iequals(host.substr(first_label.size()), suffix);
+  return name_matches(pattern, without_root_dot(host));
 }
 
 bool mx_allowed(const std::vector<std::string>& patterns, std::string_view host) {
-  return std::ranges::any_of(
-      patterns, [host](const std::string& pattern) { return mx_matches(pattern, host); });
+  return any_matches(patterns, without_root_dot(host));
+}
+
+std::string mx_host_name(std::string_view host) {
+  // STS-51: a U-label host is compared in A-label form, as the patterns are written.
+  if (auto normalized = normalize_domain(host)) return std::move(*normalized);
+  // Not a hostname (an MX record can name anything): never refused, matched as written.
+  std::string name(without_root_dot(host));
+  std::ranges::transform(name, name.begin(), ascii_lower);
+  return name;
+}
+
+bool mx_host_allowed(const std::vector<std::string>& patterns, std::string_view host) {
+  // mx_host_name strips the root dot; any_matches must not strip a second one.
+  return any_matches(patterns, mx_host_name(host));
 }
 
 }  // namespace mtasts

@@ -192,10 +192,11 @@ std::expected<Policy, Error> parse_policy(std::string_view body) {
 
     if (key == "mx") {
       // STS-14, RFC 8461 §3.2: sts-policy-mx-value = ["*."] Domain (RFC 5321 §4.1.2), A-labels
-      // only, no trailing dot (rfc-checklist §6.11: strict reject). Every mx line counts, and
-      // rfc-checklist §6.5: one malformed mx line invalidates the whole policy.
+      // only, no trailing dot (rfc-checklist §6.11: strict reject). Domain may be one label
+      // ("*.com", "com"): the grammar allows it and has no public-suffix rule. Every mx line
+      // counts, and rfc-checklist §6.5: one malformed mx line invalidates the whole policy.
       const bool wildcard = value.starts_with("*.");
-      auto host = check_ldh_hostname(wildcard ? value.substr(2) : value);
+      auto host = check_mx_domain(wildcard ? value.substr(2) : value);
       if (!host) {
         return fail("expected mx: [\"*.\"]<LDH hostname in A-label form>", host.error().reason);
       }

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/domain.hpp"
 #include "core/mx_match.hpp"
 #include "core/text_quote.hpp"
 
@@ -64,6 +65,16 @@ std::string tlsrpt_attributes(std::string_view domain, const std::vector<std::st
   if (head.size() + mx.size() + strings.size() <= room) return head + mx + strings;
   if (head.size() + mx.size() <= room) return head + mx;
   return head;
+}
+
+// An MX host that may stand in match=: a normalized hostname. RFC 8461 §4.1 lets "*.example.net"
+// match "mx_1.example.net" too, but a name that is not a hostname could carry ':' or blanks into
+// the reply, and Postfix itself skips such MX names ("malformed domain name"); the daemon's MX
+// lookup drops them already. Leaving one out never weakens the reply: an unmatched wildcard stays
+// as written and matches no certificate.
+bool is_match_list_name(const std::string& host) {
+  const auto checked = check_ldh_hostname(host);
+  return checked && *checked == host;
 }
 
 std::vector<std::string> sorted_unique(std::vector<std::string> patterns) {
@@ -132,7 +143,7 @@ std::vector<std::string> postfix_match_names(const std::vector<std::string>& pat
     }
     bool matched = false;
     for (const std::string& host : mx_hosts) {
-      if (mx_matches(pattern, host)) {
+      if (mx_matches(pattern, host) && is_match_list_name(host)) {
         names.push_back(host);
         matched = true;
       }

@@ -93,7 +93,9 @@ inline constexpr std::size_t kSocketmapMaxReply = 99000;
                                           const std::vector<std::string>& mx_hosts = {});
 
 // The names for match=: the exact patterns, and for each "*." pattern the MX hosts it matches
-// (the pattern itself when none does). Sorted, duplicates dropped.
+// (the pattern itself when none does). Sorted, duplicates dropped. Only MX hosts that are
+// normalized hostnames are used (a name that is not could break the reply); the others are
+// left out, never an error.
 [[nodiscard]] std::vector<std::string> postfix_match_names(
     const std::vector<std::string>& patterns, const std::vector<std::string>& mx_hosts);
 

@@ -13,7 +13,9 @@
 //
 // Failures. Every failure answers FAIL with a one-line message starting "mtasts: ", and is
 // logged (syslog, mail facility, ident mtasts-exim): a domain that is not a hostname, a wrong
-// argument count, a configuration or cache that cannot be opened, an exception. FAIL makes the
+// argument count, a configuration or cache that cannot be opened, an exception. A host is never
+// a failure: getmta(D, H) matches any H (RFC 8461 §4.1), so a malformed one gets "0" under an
+// enforce policy unless a pattern allows it, and "" otherwise. FAIL makes the
 // expansion fail without writing Exim's panic log (DEFER and ERROR would). What a failed
 // expansion then does depends on the option it is in, and Exim 4.96 does not always defer:
 // `address_data` and a redirect router's `data` defer the address (what packaging/exim uses),
@@ -294,12 +296,9 @@ __attribute__((visibility("default"))) int getmta(unsigned char** yield, int arg
     auto result = lookup(argument(argv, 0));
     if (!result) return fail(yield, kGetmta, "getmta", result.error());
     if (argc == 1) return answer(yield, kGetmta, kOk, mtasts::getmta_answer(*result));
-    const std::string_view raw_host = argument(argv, 1);
-    // A host that is not a hostname cannot match any LDH pattern; keep it as typed so an
-    // enforce policy still answers "0".
-    auto host = mtasts::normalize_domain(raw_host);
-    return answer(yield, kGetmta, kOk,
-                  mtasts::getmta_host_answer(*result, host ? std::string_view(*host) : raw_host));
+    // RFC 8461 §4.1: the host comes from an MX record someone else published; it is matched
+    // whatever its form (getmta_host_answer normalizes it when it can), never refused.
+    return answer(yield, kGetmta, kOk, mtasts::getmta_host_answer(*result, argument(argv, 1)));
   });
 }
 

@@ -95,9 +95,47 @@ def test_option_lookalike_domain_never_becomes_an_option(env):
     assert not env["cache"].exists() and not Path("/tmp/elsewhere.mdb").exists()
 
 
-def test_bad_host_is_exit_65(env):
-    r = mtasts(env, "getmta", "enforce.example", "bad host")
-    assert r.returncode == 65 and r.stdout == "", r
+# getmta D H for every H (issue 10; RFC 8461 §4.1 and Appendix B): H comes from an MX record
+# someone else published, so it is matched, never refused. enforce.example allows
+# mx1.enforce.example and *.mail.enforce.example. -> (answer for enforce.example, a row name)
+WEIRD_HOSTS = [
+    ("mx1.enforce.example", "", "exact pattern"),
+    (".mail.enforce.example", "0", "leading dot: the wildcard label is never empty"),
+    ("mx1.enforce.example..", "0", "only one root dot is stripped"),
+    ("MX1.Enforce.Example.", "", "case and one root dot"),
+    ("mx_1.mail.enforce.example", "", "underscore label, one label under *."),
+    ("mx_1.enforce.example", "0", "underscore label, no pattern"),
+    ("-mx.mail.enforce.example", "", "leading hyphen, one label under *."),
+    ("-mx1.enforce.example", "0", "leading hyphen, no pattern"),
+    ("mx-.mail.enforce.example", "", "trailing hyphen, one label under *."),
+    ("x" * 64 + ".mail.enforce.example", "", "64-octet label under *."),
+    ("x" * 64 + ".enforce.example", "0", "64-octet label, no pattern"),
+    ("com", "0", "one label"),
+    ("*.mail.enforce.example", "", "App. B: equal to a pattern"),
+    ("*.enforce.example", "0", "star label, no pattern"),
+    ("a.b.mail.enforce.example", "0", "two labels under *."),
+    ("[192.0.2.1]", "0", "address literal"),
+    ("not a host!", "0", "not a name at all"),
+    ("", "0", "empty HOST given as an argument"),
+]
+
+
+@pytest.mark.parametrize("host,expected,why", WEIRD_HOSTS, ids=[w for _, _, w in WEIRD_HOSTS])
+def test_getmta_answers_for_every_host(env, host, expected, why):
+    # "--" before DOMAIN: HOST may start with "-" too (it comes from DNS).
+    r = mtasts(env, "getmta", "--", "enforce.example", host)
+    assert (r.returncode, r.stdout, r.stderr) == (0, expected, ""), (why, r)
+    # Without an enforce policy every host gets the empty answer.
+    for domain in ("testing.example", "none.example", "nopolicy.example", "[192.0.2.1]"):
+        r = mtasts(env, "getmta", "--", domain, host)
+        assert (r.returncode, r.stdout) == (0, ""), (why, domain, r)
+
+
+def test_weird_host_never_excuses_a_bad_domain(env):
+    # DOMAIN names what is looked up: still refused (exit 65), whatever HOST is.
+    for host in ("mx1.enforce.example", "mx_1.enforce.example", "-mx.example", ""):
+        r = mtasts(env, "getmta", "--", "a..b", host)
+        assert r.returncode == 65 and r.stdout == "", r
     assert not env["cache"].exists()
 
 
@@ -225,6 +263,34 @@ def test_lookup_deadline_answers_from_the_cache_and_exits_cleanly(env, tmp_path)
     assert "Sanitizer" not in r.stderr, r.stderr
     assert (r.returncode, r.stdout) == (0, "none"), r
     assert "did not finish within 300 ms" in r.stderr, r.stderr
+
+
+# ${run} without a shell: HOST as the MX record has it, after "--" (a leading "-" is an argument,
+# not an option). The command text is Exim expansion text (see exim_helpers.exim_escape).
+RUN_HOSTS = [
+    ("-mx.mail.enforce.example", "<>"),
+    ("-mx1.enforce.example", "<0>"),
+    ("--cache=/tmp/elsewhere.mdb", "<0>"),
+    ("mx_1.mail.enforce.example", "<>"),
+    ("mx1.enforce.example..", "<0>"),
+    ("*.mail.enforce.example", "<>"),
+    ("com", "<0>"),
+    ('""', "<0>"),  # Exim's quoting: an empty argument
+]
+
+
+@pytest.mark.parametrize("host,expected", RUN_HOSTS)
+def test_exim_run_with_a_weird_host(env, host, expected):
+    eh.require_root_and_exim()
+    work = env["dir"] / "exim"
+    work.mkdir()
+    work.chmod(0o755)
+    cfg = eh.write_exim_config(work / "exim.conf", work)
+    expr = (f"${{run{{{CLI} --config {env['config']} getmta -- enforce.example "
+            f"{eh.exim_escape(host)}}}{{<$value>}}{{failed}}}}")
+    r = eh.exim_be(cfg, expr)
+    assert (r.rc, r.out) == (0, expected), r
+    assert not Path("/tmp/elsewhere.mdb").exists()
 
 
 def test_exim_run_uses_the_cli(env):

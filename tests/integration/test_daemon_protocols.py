@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
@@ -47,6 +46,8 @@ EXIM_GOLDEN = {
     "getmta enforce.example a.mail.enforce.example": "",
     "getmta enforce.example a.b.mail.enforce.example": "0",            # STS-33: one label
     "getmta enforce.example xmx1.enforce.example": "0",                # anchored
+    "getmta enforce.example mx_1.mail.enforce.example": "",            # any H is matched
+    "getmta enforce.example -mx1.enforce.example": "0",
     "getmta testing.example": "testing",
     "getmx testing.example": "mx1.testing.example",
     "ignorelist testing.example": "",
@@ -61,6 +62,28 @@ EXIM_GOLDEN = {
     "getmx enforce.example extra": 'error: getmx takes 1 argument (domain), got 2 in "getmx '
                                    'enforce.example extra"',
 }
+
+# getmta D H for every H (issue 10; RFC 8461 §4.1 and Appendix B): H comes from an MX record
+# someone else published, so it is matched, never an "error:" answer. enforce.example allows
+# mx1.enforce.example and *.mail.enforce.example. (H, answer for enforce.example). H cannot hold
+# a blank (the protocol separates words with blanks) nor be empty.
+WEIRD_HOSTS = [
+    (".mail.enforce.example", "0"),                  # the wildcard label is never empty
+    ("mx1.enforce.example..", "0"),                  # only one root dot is stripped
+    ("mx_1.mail.enforce.example", ""),               # one label under *., whatever its octets
+    ("MX_1.Mail.Enforce.Example.", ""),
+    ("mx_1.enforce.example", "0"),
+    ("-mx.mail.enforce.example", ""),
+    ("-mx1.enforce.example", "0"),
+    ("mx-.mail.enforce.example", ""),
+    ("x" * 64 + ".mail.enforce.example", ""),
+    ("x" * 64 + ".enforce.example", "0"),
+    ("com", "0"),                                    # one label
+    ("*.mail.enforce.example", ""),                  # App. B: equal to a pattern
+    ("*.enforce.example", "0"),
+    ("[192.0.2.1]", "0"),
+    ("mx\x01.mail.enforce.example", ""),             # a control character in H is just an octet
+]
 
 # socketmap request -> reply (design §2.3)
 SOCKETMAP_GOLDEN = {
@@ -337,6 +360,18 @@ def test_exim_golden(env, transport, bufsize, half_close):
         assert got == expected, (request, got)
 
 
+@pytest.mark.parametrize("host,expected", WEIRD_HOSTS)
+def test_exim_getmta_answers_for_every_host(env, host, expected):
+    d = env["daemon"]
+    for address in (d.unix_exim, d.tcp_exim):
+        assert exim_ask(address, f"getmta enforce.example {host}") == expected, address
+        for domain in ("testing.example", "none.example", "nopolicy.example", "[192.0.2.1]"):
+            assert exim_ask(address, f"getmta {domain} {host}") == "", (address, domain)
+    # A bad domain is still refused, whatever the host.
+    assert exim_ask(d.unix_exim, f"getmta a..b {host}").startswith("error: invalid domain")
+    assert_serving(d)
+
+
 @pytest.mark.parametrize("line_end", [b"\n", b"\r\n"], ids=["lf", "crlf"])
 def test_exim_line_ends_and_extra_bytes(env, line_end):
     address = env["daemon"].unix_exim
@@ -515,8 +550,7 @@ def test_many_concurrent_clients(env):
 
 
 def test_exim_readsocket(env, tmp_path):
-    if os.geteuid() != 0 or not os.path.exists(eh.EXIM):
-        pytest.skip("needs root and exim4 (exim4 -C as root)")
+    eh.require_root_and_exim()
     d = env["daemon"]
     tmp_path.chmod(0o755)
     cfg = eh.write_exim_config(tmp_path / "exim.conf", tmp_path, keep_env=False)
@@ -526,6 +560,12 @@ def test_exim_readsocket(env, tmp_path):
                                   ("getmx enforce.example", ENFORCE_MX),
                                   ("ignorelist enforce.example", ENFORCE_IGNORE),
                                   ("getmta enforce.example evil.example", "0"),
+                                  # issue 10: any host is matched, never an error
+                                  ("getmta enforce.example -mx.mail.enforce.example", ""),
+                                  ("getmta enforce.example mx_1.enforce.example", "0"),
+                                  ("getmta enforce.example *.mail.enforce.example", ""),
+                                  ("getmta enforce.example mx1.enforce.example..", "0"),
+                                  ("getmta testing.example mx_1.enforce.example", ""),
                                   ("getmta testing.example", "testing"),
                                   ("getmta a..b", None)):
             expression = "${readsocket{%s}{%s}{3s}{}{error: mtastsd unreachable}}" % (
@@ -548,8 +588,7 @@ def test_exim_readsocket(env, tmp_path):
 
 def test_exim_readsocket_fragments_parse(env, tmp_path):
     """packaging/exim's readsocket router set is a valid Exim configuration."""
-    if os.geteuid() != 0 or not os.path.exists(eh.EXIM):
-        pytest.skip("needs root and exim4")
+    eh.require_root_and_exim()
     tmp_path.chmod(0o755)
     pack = eh.source_dir() / "packaging" / "exim"
     cfg = eh.write_exim_config(
@@ -661,7 +700,7 @@ def test_sigterm_closes_a_stuck_busy_connection_after_the_grace_period(env):
 def test_socket_activation_and_notify(env, tmp_path):
     activate = shutil.which("systemd-socket-activate")
     if activate is None:
-        pytest.skip("systemd-socket-activate is not installed")
+        pytest.fail("systemd-socket-activate is not installed (apt-get install systemd)")
     work, world = env["work"], env["world"]
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -56,6 +56,42 @@ HOST_ANSWERS = [
     ("[192.0.2.1]", "elsewhere.example", ""),
 ]
 
+# getmta(D, H) for every H (issue 10; RFC 8461 §4.1 and Appendix B): H comes from an MX record
+# someone else published, so it is matched, never a failed expansion. enforce.example allows
+# mx1.enforce.example and *.mail.enforce.example. (H, answer for enforce.example)
+WEIRD_HOSTS = [
+    (".mail.enforce.example", "0"),                  # the wildcard label is never empty
+    ("mx1.enforce.example..", "0"),                  # only one root dot is stripped
+    ("mx_1.mail.enforce.example", ""),               # one label under *., whatever its octets
+    ("MX_1.Mail.Enforce.Example.", ""),
+    ("mx_1.enforce.example", "0"),
+    ("-mx.mail.enforce.example", ""),
+    ("-mx1.enforce.example", "0"),
+    ("mx-.mail.enforce.example", ""),
+    ("x" * 64 + ".mail.enforce.example", ""),
+    ("x" * 64 + ".enforce.example", "0"),
+    ("com", "0"),                                    # one label
+    ("*.mail.enforce.example", ""),                  # App. B: equal to a pattern
+    ("*.enforce.example", "0"),
+    ("[192.0.2.1]", "0"),
+    ("", "0"),                                       # an empty $host
+]
+
+
+@pytest.mark.parametrize("host,expected", WEIRD_HOSTS)
+def test_getmta_answers_for_every_host(setup, host, expected):
+    assert answer(setup, "getmta", "enforce.example", host) == expected
+    for domain in ("testing.example", "none.example", "nopolicy.example", "[192.0.2.1]"):
+        assert answer(setup, "getmta", domain, host) == "", domain
+    # Never a failure: nothing in Exim's panic log.
+    panic = setup["work"] / "log" / "paniclog"
+    assert not panic.exists() or panic.read_text() == "", panic.read_text()
+
+
+def test_weird_host_never_excuses_a_bad_domain(setup):
+    message = failure(call(setup, "getmta", "a..b", "mx_1.mail.enforce.example"))
+    assert message.startswith("mtasts: invalid domain"), message
+
 GARBAGE = ["not a domain!", "a..b", "-bad-.example", "x" * 300 + ".example", "single"]
 
 

@@ -168,6 +168,58 @@ TEST_P(LdhHostnameTest, Checks) {
 INSTANTIATE_TEST_SUITE_P(Rows, LdhHostnameTest, ::testing::ValuesIn(kLdhRows),
                          [](const auto& p) { return row_name(p.param.name, p.index); });
 
+// The Domain of a policy mx value (RFC 8461 §3.2, RFC 5321 §4.1.2): one label is grammatical.
+const DomainRow kMxDomainRows[] = {
+    {"STS-14 §3.2 one label accepted (no public-suffix rule)", "COM", "com"},
+    {"STS-14 §3.2 one-label A-label accepted", "xn--mnchen-3ya", "xn--mnchen-3ya"},
+    {"STS-14 §3.2 hostname lower-cased", "Mail.Example.COM", "mail.example.com"},
+    {"STS-14 §3.2 one all-numeric label rejected", "123", std::nullopt, kInvalid, "all-numeric"},
+    {"STS-14 §3.2 IPv4 text rejected", "192.0.2.1", std::nullopt, kInvalid, "all-numeric"},
+    {"STS-14 §6.11 trailing dot rejected", "com.", std::nullopt, kInvalid, "trailing dot"},
+    {"STS-14 §3.2 leading hyphen rejected", "-com", std::nullopt, kInvalid, "hyphen"},
+    {"STS-14 §3.2 underscore rejected", "c_m", std::nullopt, kInvalid,
+     "letters, digits and hyphens"},
+    {"STS-14 §3.2 64-octet label rejected",
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", std::nullopt, kInvalid,
+     "longer than 63"},
+    {"STS-14 §3.2 U-label rejected", "münchen", std::nullopt, kInvalid, "non-ASCII"},
+    {"STS-14 §3.2 wildcard label rejected", "*.com", std::nullopt, kInvalid,
+     "letters, digits and hyphens"},
+    {"STS-14 §3.2 empty rejected", "", std::nullopt, kInvalid, "empty"},
+};
+
+class MxDomainTest : public ::testing::TestWithParam<DomainRow> {};
+
+TEST_P(MxDomainTest, Checks) {
+  const DomainRow& row = GetParam();
+  const auto result = check_mx_domain(row.input);
+  if (row.expected) {
+    ASSERT_TRUE(result.has_value()) << row.name << ": " << result.error().reason;
+    EXPECT_EQ(*result, *row.expected) << row.name;
+  } else {
+    ASSERT_FALSE(result.has_value()) << row.name << ": got " << *result;
+    EXPECT_EQ(result.error().category, row.category) << row.name;
+    EXPECT_NE(result.error().reason.find(row.reason_part), std::string::npos)
+        << row.name << ": " << result.error().reason;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Rows, MxDomainTest, ::testing::ValuesIn(kMxDomainRows),
+                         [](const auto& p) { return row_name(p.param.name, p.index); });
+
+TEST(MxDomain, AgreesWithTheHostnameCheckFromTwoLabelsOn) {
+  for (const DomainRow& row : kLdhRows) {
+    const auto ldh = check_ldh_hostname(row.input);
+    const auto mx = check_mx_domain(row.input);
+    if (ldh) {
+      ASSERT_TRUE(mx.has_value()) << row.name;
+      EXPECT_EQ(*mx, *ldh) << row.name;
+    } else if (row.input.find('.') != std::string_view::npos) {
+      EXPECT_FALSE(mx.has_value()) << row.name;
+    }
+  }
+}
+
 struct SubdomainRow {
   const char* name;
   std::string_view child;

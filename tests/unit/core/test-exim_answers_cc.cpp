@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string_view>
+#include <vector>
+
 namespace mtasts {
 namespace {
 
@@ -39,6 +42,63 @@ TEST(EximAnswers, getmta_host_is_zero_only_for_enforce_mismatch) {
   EXPECT_EQ(getmta_host_answer(enforce, "example.net"), "0");
   EXPECT_EQ(getmta_host_answer(policy(Mode::testing, {"mx1.example.com"}), "evil.example"), "");
   EXPECT_EQ(getmta_host_answer(of_kind(AnswerKind::no_policy), "evil.example"), "");
+}
+
+struct HostRow {
+  const char* name;
+  std::string_view host;
+  std::string_view enforce;  // the answer under an enforce policy
+};
+
+// Design §2.1 with RFC 8461 §4.1 (issue 10): getmta(D, H) answers for every H. Under an enforce
+// policy a malformed H gets "0" unless it equals a pattern or is one label more than a "*."
+// pattern; under anything else it gets "", as every host does. Never an error.
+TEST(EximAnswers, getmta_host_answers_every_host) {
+  const std::vector<HostRow> rows = {
+      {"STS-33 §4.1 allowed exact host", "mx1.example.com", ""},
+      {"STS-33 §4.1 leading dot", ".example.com", "0"},
+      {"STS-33 §4.1 leading dot under a wildcard", ".example.net", "0"},
+      {"§6.11 two root dots", "mx1.example.com..", "0"},
+      {"§6.11 one root dot, upper case", "MX1.Example.COM.", ""},
+      {"STS-33 §4.1 underscore label, exact pattern", "mx_1.example.com", "0"},
+      {"STS-33 §4.1 underscore label under a wildcard", "mx_1.example.net", ""},
+      {"STS-33 §4.1 leading hyphen under a wildcard", "-mx.example.net", ""},
+      {"STS-33 §4.1 leading hyphen, exact pattern", "-mx1.example.com", "0"},
+      {"STS-33 §4.1 trailing hyphen under a wildcard", "mx-.example.net", ""},
+      {"STS-33 §4.1 64-octet label under a wildcard",
+       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.example.net", ""},
+      {"STS-33 §4.1 64-octet label elsewhere",
+       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.example.org", "0"},
+      {"STS-33 §4.1 one label", "com", "0"},
+      {"STS-33 App. B star host equal to a pattern", "*.example.net", ""},
+      {"STS-33 §4.1 star host not equal to a pattern", "*.example.com", "0"},
+      {"STS-51 §3.2 U-label host", "MX.M\xc3\x9cNCHEN.example", ""},
+      {"not a host at all", "not a host!", "0"},
+      {"empty host", "", "0"},
+      {"STS-30 §3.4 address literal host", "[192.0.2.1]", "0"},
+  };
+  const Answer enforce =
+      policy(Mode::enforce, {"mx1.example.com", "*.example.net", "*.xn--mnchen-3ya.example"});
+  const Answer testing = policy(Mode::testing, {"mx1.example.com"});
+  const Answer none = policy(Mode::none, {});
+  for (const HostRow& row : rows) {
+    SCOPED_TRACE(row.name);
+    EXPECT_EQ(getmta_host_answer(enforce, row.host), row.enforce);
+    EXPECT_EQ(getmta_host_answer(testing, row.host), "");
+    EXPECT_EQ(getmta_host_answer(none, row.host), "");
+    EXPECT_EQ(getmta_host_answer(of_kind(AnswerKind::no_policy), row.host), "");
+    EXPECT_EQ(getmta_host_answer(of_kind(AnswerKind::fail), row.host), "");
+  }
+}
+
+TEST(EximAnswers, one_label_wildcard_pattern) {
+  // STS-14: "mx: *.com" is grammatical (no public-suffix rule); it allows one label under com.
+  const Answer enforce = policy(Mode::enforce, {"*.com"});
+  EXPECT_EQ(getmta_host_answer(enforce, "example.com"), "");
+  EXPECT_EQ(getmta_host_answer(enforce, "mx.example.com"), "0");
+  EXPECT_EQ(getmta_host_answer(enforce, "com"), "0");
+  EXPECT_EQ(getmx_answer(enforce), "*.com");
+  EXPECT_EQ(ignorelist_answer(enforce), "<; ! ^[^.]+\\.com$ ; *");
 }
 
 TEST(EximAnswers, getmx_is_a_colon_list) {

@@ -100,8 +100,37 @@ TEST(EximRequest, table) {
        "getmx takes 1 argument"},
       {"ignorelist without domain", "ignorelist", false, EximCommand::getmta, "", std::nullopt,
        "ignorelist takes 1 argument"},
+      // Issue 10, RFC 8461 §4.1: the host is taken as sent, whatever its form; it is matched,
+      // never refused.
+      {"host with a leading hyphen", "getmta example.com -mx.example.com", true,
+       EximCommand::getmta, "example.com", "-mx.example.com", ""},
+      {"host with a trailing hyphen", "getmta example.com mx-.example.com", true,
+       EximCommand::getmta, "example.com", "mx-.example.com", ""},
+      {"host with an underscore", "getmta example.com mx_1.example.com", true, EximCommand::getmta,
+       "example.com", "mx_1.example.com", ""},
+      {"host with a leading dot", "getmta example.com .example.com", true, EximCommand::getmta,
+       "example.com", ".example.com", ""},
+      {"host with two root dots", "getmta example.com mail.example.com..", true,
+       EximCommand::getmta, "example.com", "mail.example.com..", ""},
+      {"host with a star label", "getmta example.com *.example.com", true, EximCommand::getmta,
+       "example.com", "*.example.com", ""},
+      {"one-label host", "getmta example.com com", true, EximCommand::getmta, "example.com", "com",
+       ""},
+      {"host with a 64-octet label", "getmta example.com " + std::string(64, 'x') + ".example.com",
+       true, EximCommand::getmta, "example.com", std::string(64, 'x') + ".example.com", ""},
+      {"address literal host", "getmta example.com [192.0.2.1]", true, EximCommand::getmta,
+       "example.com", "[192.0.2.1]", ""},
+      {"host with a control character is still a host",
+       std::string("getmta example.com mx\x01.example.com"), true, EximCommand::getmta,
+       "example.com", "mx\x01.example.com", ""},
       {"NUL", std::string("getmta a\0.example", 17), false, EximCommand::getmta, "", std::nullopt,
        "control character"},
+      {"control character in the command", "get\x01mta a.example mx.example", false,
+       EximCommand::getmta, "", std::nullopt, "control character"},
+      {"control character in the domain next to a host", "getmta a\x7f.example mx.example", false,
+       EximCommand::getmta, "", std::nullopt, "control character"},
+      {"control character in a fourth word", "getmta a.example mx.example x\x01", false,
+       EximCommand::getmta, "", std::nullopt, "control character"},
       {"escape", "getmta \x1b[1ma.example", false, EximCommand::getmta, "", std::nullopt,
        "control character"},
   };
@@ -139,9 +168,22 @@ TEST(EximRequest, answers_are_the_dlfunc_strings) {
   EXPECT_EQ(exim_answer(request("getmta d.example a.example.net"), enforce()), "");
   EXPECT_EQ(exim_answer(request("getmta d.example a.b.example.net"), enforce()), "0");
   EXPECT_EQ(exim_answer(request("getmta d.example not_a_host!"), enforce()), "0");
+  // Issue 10, RFC 8461 §4.1: a malformed host is matched, never an error.
+  EXPECT_EQ(exim_answer(request("getmta d.example mx_1.example.net"), enforce()), "");
+  EXPECT_EQ(exim_answer(request("getmta d.example -mx.example.net"), enforce()), "");
+  EXPECT_EQ(exim_answer(request("getmta d.example MX-.Example.NET."), enforce()), "");
+  EXPECT_EQ(exim_answer(request("getmta d.example mx_1.example.com"), enforce()), "0");
+  EXPECT_EQ(exim_answer(request("getmta d.example mx1.example.com.."), enforce()), "0");
+  EXPECT_EQ(exim_answer(request("getmta d.example .example.net"), enforce()), "0");
+  EXPECT_EQ(exim_answer(request("getmta d.example *.example.net"), enforce()), "");
+  EXPECT_EQ(exim_answer(request("getmta d.example *.example.com"), enforce()), "0");
+  EXPECT_EQ(exim_answer(request("getmta d.example com"), enforce()), "0");
+  EXPECT_EQ(exim_answer(request("getmta d.example m\xc3\xbcnchen.example.net"), enforce()), "");
   Answer none;
   EXPECT_EQ(exim_answer(request("getmta d.example"), none), "none");
   EXPECT_EQ(exim_answer(request("getmta d.example evil.example"), none), "");
+  EXPECT_EQ(exim_answer(request("getmta d.example mx_1.example.com"), none), "");
+  EXPECT_EQ(exim_answer(request("getmta d.example -mx.example.com"), none), "");
   EXPECT_EQ(exim_answer(request("ignorelist d.example"), none), "");
 }
 

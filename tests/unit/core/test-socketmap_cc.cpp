@@ -214,6 +214,21 @@ TEST(PostfixMatchNames, WildcardsBecomeTheMxHostsTheyMatch) {
        {"*.mail.example", "x.mail.example"},
        {"x.mail.example"},
        {"x.mail.example"}},
+      // Issue 10: a weird MX name never makes the request fail; it is just not put in match=
+      // (it could carry ':' or blanks into the reply).
+      {"STS-33: MX names that are not hostnames are left out of match=",
+       {"*.mail.example"},
+       {"x_1.mail.example", "a:b.mail.example", "a b.mail.example", "-x.mail.example",
+        "ok.mail.example"},
+       {"ok.mail.example"}},
+      {"only weird MX names: the wildcard stays as written (fails closed)",
+       {"*.mail.example", "mx1.example"},
+       {"x_1.mail.example", "X.MAIL.EXAMPLE"},
+       {"*.mail.example", "mx1.example"}},
+      {"STS-14: a one-label wildcard suffix (*.com)",
+       {"*.com"},
+       {"example.com", "mx.example.com"},
+       {"example.com"}},
   };
   for (const auto& row : rows) {
     EXPECT_EQ(postfix_match_names(row.patterns, row.mx_hosts), row.names) << row.name;
