@@ -128,6 +128,11 @@ struct UnboundResolver::Impl : std::enable_shared_from_this<UnboundResolver::Imp
     const std::string range = std::to_string(options.max_outstanding_queries);
     rc = ub_ctx_set_option(ctx, "outgoing-range:", range.c_str());
     if (rc != 0) return fmt::format("libunbound: outgoing-range {}: {}", range, ub_strerror(rc));
+    const std::string min_rtt = std::to_string(options.min_retransmit.count());
+    rc = ub_ctx_set_option(ctx, "infra-cache-min-rtt:", min_rtt.c_str());
+    if (rc != 0) {
+      return fmt::format("libunbound: infra-cache-min-rtt {}: {}", min_rtt, ub_strerror(rc));
+    }
     // One background thread rather than a forked process: we may run inside Exim's delivery
     // processes, where an extra child and its SIGCHLD would surprise the host.
     rc = ub_ctx_async(ctx, 1);

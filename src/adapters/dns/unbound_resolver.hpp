@@ -45,6 +45,12 @@ struct UnboundOptions {
   // few dozen domains whose DNS never answers hold every slot for `timeout` and starve every
   // other lookup.
   unsigned max_outstanding_queries = 16;
+  // libunbound's infra-cache-min-rtt, the shortest wait before a query is sent again. Its 50 ms
+  // suits authoritative servers; mtasts only ever asks forwarders, which may need longer for a
+  // name they must resolve, and a resend from a new socket drops the first copy's late answer
+  // (a slow resolver then saw three or four copies of every query). unbound's documentation
+  // advises raising it for forwarders.
+  std::chrono::milliseconds min_retransmit{1000};
 };
 
 class UnboundResolver final : public Resolver {
