@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package mtasts needs to build, test, fuzz and benchmark.
 # Idempotent; run as root (or through sudo).
+#   scripts/install-deps.sh           install what is missing
+#   scripts/install-deps.sh --list    print the package names, one a line, and install nothing
+#                                     (tests/integration/test_install_deps.py checks them
+#                                     against what the tests use)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""
@@ -13,9 +17,15 @@ build_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev libcdb-dev
   clang-16 libclang-rt-16-dev libfuzzer-16-dev
 )
+# Every program, library and Python module the tests use, by the package that ships it (some
+# come with the system or with build-essential anyway; they are listed so that the check in
+# tests/integration/test_install_deps.py can find them here).
 test_packages=(
-  python3 python3-pytest python3-dnslib python3-cryptography
-  faketime iproute2 lmdb-utils systemd
+  python3 python3-minimal python3-pytest python3-dnslib python3-cryptography
+  faketime libfaketime   # libfaketime: the LD_PRELOAD library that moves clocks
+  iproute2 lmdb-utils systemd libunbound8 gcc g++ binutils
+  coreutils util-linux mount bash dpkg libc-bin
+  tinycdb        # cdb -q: test_e2e_exim.py and test_e2e_dane.py read mtastsd's cdb export
   unbound-host   # a real validating resolver for the world's DNSSEC self-tests
   unbound        # the validating resolver Exim and Postfix use in test_e2e_dane.py (run per test)
   exim4-daemon-heavy liblmdb-file-perl
@@ -23,6 +33,11 @@ test_packages=(
   # (scripts/fetch-postfix.sh): Postfix itself conflicts with exim4 and is never installed
   libdb5.3 libicu72 libnsl2 libsasl2-2 libssl3
 )
+
+if [ "${1:-}" = "--list" ]; then
+  printf '%s\n' "${build_packages[@]}" "${test_packages[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${build_packages[@]}" "${test_packages[@]}"; do
@@ -47,5 +62,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Postfix for the end-to-end tests, unpacked beside the system (cached; the tests fetch it too
-# when it is missing and skip when that is impossible).
-$SUDO bash "$(dirname "$0")/fetch-postfix.sh" >/dev/null || echo "install-deps.sh: Postfix was not fetched; test_e2e_postfix.py will try again or skip" >&2
+# when it is missing and fail when that is impossible).
+$SUDO bash "$(dirname "$0")/fetch-postfix.sh" >/dev/null || echo "install-deps.sh: Postfix was not fetched; test_e2e_postfix.py will try again and fail if it cannot" >&2

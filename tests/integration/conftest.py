@@ -18,5 +18,5 @@ def kill_shim(tmp_path_factory):
 
     library = stress_helpers.build_kill_shim(tmp_path_factory.mktemp("shim"))
     if library is None:
-        pytest.skip("no C compiler to build the kill shim")
+        pytest.fail("gcc is not installed (apt-get install gcc): it builds the kill shim")
     return library

@@ -39,7 +39,8 @@ def faketime_library() -> str:
         candidate = os.path.join(directory, "libfaketimeMT.so.1")
         if os.path.exists(candidate):
             return candidate
-    pytest.skip("libfaketime is not installed (apt-get install faketime)")
+    pytest.fail("libfaketime is not installed (apt-get install libfaketime; "
+                "scripts/install-deps.sh installs it)")
 
 
 class Clock:
@@ -161,9 +162,13 @@ def policy(mode: str = "enforce", mx=(), max_age: int = 4 * DAY) -> str:
 
 
 def publish(world, domain: str, *, policy_id: str = "v1", mode: str = "enforce",
-            max_age: int = 4 * DAY, **https) -> None:
-    """_mta-sts.<domain> TXT with `policy_id` and the policy host mta-sts.<domain>."""
-    world.set_dns(f"_mta-sts.{domain}", {"TXT": [[f"v=STSv1; id={policy_id};"]]})
+            max_age: int = 4 * DAY, ttl: int | None = None, **https) -> None:
+    """_mta-sts.<domain> TXT with `policy_id` (and `ttl`, else the world's 0) and the policy
+    host mta-sts.<domain>."""
+    txt = {"TXT": [[f"v=STSv1; id={policy_id};"]]}
+    if ttl is not None:
+        txt["ttl"] = ttl
+    world.set_dns(f"_mta-sts.{domain}", txt)
     world.set_dns(domain, {"MX": [[10, f"mx1.{domain}"]]})
     spec = {"body": policy(mode, [f"mx1.{domain}"], max_age)}
     spec.update(https)

@@ -90,7 +90,7 @@ def exim_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     if sanitized():
         runtime = asan_runtime()
         if runtime is None:
-            pytest.skip("MTASTS_SANITIZE=1 but the ASan runtime (g++ -print-file-name=libasan.so) "
+            pytest.fail("MTASTS_SANITIZE=1 but the ASan runtime (g++ -print-file-name=libasan.so) "
                         "was not found, so exim4 cannot load the instrumented module")
         env["LD_PRELOAD"] = runtime
         # Exim and Perl are not instrumented: their allocations look like leaks to LSan.
@@ -105,10 +105,11 @@ def require_root_and_exim() -> None:
     if os.geteuid() != 0:
         pytest.skip("exim4 -C with the module needs root (Exim keeps root for -C only for root)")
     if not os.path.exists(EXIM):
-        pytest.skip("exim4 is not installed")
+        pytest.fail("exim4 is not installed (apt-get install exim4-daemon-heavy; "
+                    "scripts/install-deps.sh installs it)")
     bv = subprocess.run([EXIM, "-C", "/dev/null", "-bV"], capture_output=True, text=True)
     if "Expand_dlfunc" not in bv.stdout:
-        pytest.skip("this exim4 has no ${dlfunc} (needs exim4-daemon-heavy)")
+        pytest.fail("this exim4 has no ${dlfunc} (apt-get install exim4-daemon-heavy)")
 
 
 def require_built(*paths: Path) -> None:
@@ -299,8 +300,11 @@ def world(state_dir: Path, *, manifest: Path | None = None, netns: str | None = 
 def network_namespace(prefix: str = "mtasts-exim") -> Iterator[str]:
     """A fresh network namespace with lo up and /etc/netns/<name>/resolv.conf naming
     127.0.0.1; removed (with its resolv.conf) however the test ends."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("network namespaces need root and iproute2")
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if shutil.which("ip") is None:
+        pytest.fail("ip is not installed (apt-get install iproute2; scripts/install-deps.sh "
+                    "installs it)")
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     etc = Path("/etc/netns") / name
     created = False

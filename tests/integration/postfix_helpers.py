@@ -71,14 +71,14 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 
 def tree() -> Path:
-    """The unpacked Postfix, fetched on first use (skips the test when that is impossible)."""
+    """The unpacked Postfix, fetched on first use (fails the test when that is impossible)."""
     if (DEFAULT_TREE / "usr/lib/postfix/sbin/master").exists():
         return DEFAULT_TREE
     script = eh.source_dir() / "scripts" / "fetch-postfix.sh"
     r = subprocess.run(["bash", str(script), str(DEFAULT_TREE)], capture_output=True, text=True,
                        timeout=300)
     if r.returncode != 0:
-        pytest.skip(f"Postfix could not be fetched ({script}): {r.stderr.strip()[-500:]}")
+        pytest.fail(f"Postfix could not be fetched ({script}): {r.stderr.strip()[-500:]}")
     return DEFAULT_TREE
 
 
@@ -305,4 +305,4 @@ def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("running Postfix (master, a queue owned by its mail_owner) needs root")
     if shutil.which("setpriv") is None or shutil.which("timeout") is None:
-        pytest.skip("setpriv (util-linux) and timeout (coreutils) are needed")
+        pytest.fail("setpriv or timeout is not installed (apt-get install util-linux coreutils)")

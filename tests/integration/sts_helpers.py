@@ -63,7 +63,8 @@ def clock_env(at: int) -> dict[str, str]:
         return {}
     library = faketime_library()
     if library is None:
-        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+        pytest.fail("libfaketime is not installed (apt-get install libfaketime; "
+                    "scripts/install-deps.sh installs it)")
     preload = [library]
     if eh.sanitized() and (runtime := eh.asan_runtime()):
         preload.insert(0, runtime)  # ASan's runtime must come first in the preload list
@@ -166,7 +167,8 @@ class FrontEnd:
         """Like exim(), but inside a private mount namespace whose /dev/log is a socket of
         ours: returns (answers, syslog datagrams the module sent)."""
         if shutil.which("unshare") is None:
-            pytest.skip("unshare (util-linux) is needed to capture the module's syslog")
+            pytest.fail("unshare is not installed (apt-get install util-linux): it captures "
+                        "the module's syslog")
         scratch = Path(self.workdir / "syslogns")
         scratch.mkdir(exist_ok=True)
         path = scratch / "log.sock"
@@ -253,11 +255,15 @@ def policy(mode: str = "enforce", mx=(), max_age: int = 7 * DAY, eol: str = "\n"
 
 
 def publish(world, domain: str, *, txt=None, policy_id: str = "v1", body: str | None = None,
-            **https) -> None:
-    """_mta-sts.<domain> TXT (one RR per string in `txt`, else "v=STSv1; id=<policy_id>;") and
-    the policy host mta-sts.<domain> (spec keys as in the world's manifest)."""
+            ttl: int | None = None, **https) -> None:
+    """_mta-sts.<domain> TXT (one RR per string in `txt`, else "v=STSv1; id=<policy_id>;"; with
+    `ttl`, else the world's 0) and the policy host mta-sts.<domain> (spec keys as in the
+    world's manifest)."""
     records = txt if txt is not None else [f"v=STSv1; id={policy_id};"]
-    world.set_dns(f"_mta-sts.{domain}", {"TXT": [[r] for r in records]})
+    data = {"TXT": [[r] for r in records]}
+    if ttl is not None:
+        data["ttl"] = ttl
+    world.set_dns(f"_mta-sts.{domain}", data)
     spec = {"body": body if body is not None else policy(mx=[f"mx1.{domain}"])}
     spec.update(https)
     world.set_https(f"mta-sts.{domain}", spec)

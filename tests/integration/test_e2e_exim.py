@@ -43,7 +43,7 @@ def faketime_env(seconds: int) -> dict[str, str]:
         pytest.skip("libfaketime and the ASan runtime deadlock inside exim4")
     library = e2e.faketime_library()
     if library is None:
-        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+        pytest.fail("libfaketime is not installed (apt-get install libfaketime)")
     preload = [library]
     if eh.sanitized() and (runtime := eh.asan_runtime()):
         preload.insert(0, runtime)
@@ -185,7 +185,7 @@ def env():
             cache.mkdir()
             e2e.chown_tree(cache, EXIM_USER)   # the module writes it as Exim's user
             mtasts = eh.write_mtasts_config(work / "mtasts.toml", cache=cache / "cache.mdb",
-                                            world=world.info, extra="recheck_interval = 60")
+                                            world=world.info, extra="txt_max_ttl = 60")
             with contextlib.ExitStack() as stack:
                 started = {}
 
@@ -333,7 +333,7 @@ def test_enforce_tls_failures_seen_by_the_sinks(env, variant):
 def test_new_policy_id_is_picked_up_on_retry(env):
     """STS-42: deferred under enforce; a new TXT id and a policy allowing the MX are published;
     the next queue run looks the TXT record up again, fetches the new policy and delivers. The
-    module re-checks a cached policy's id after recheck_interval (60 s here): the retry runs
+    module re-checks a cached policy's id once its TXT TTL (60 s here) has passed: the retry runs
     with Exim's clock 120 s on (libfaketime)."""
     world = env["world"]
     case = e2e.NEWID

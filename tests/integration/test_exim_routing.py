@@ -197,7 +197,7 @@ int ignorelist(unsigned char **yield, int argc, unsigned char *argv[]) {
 @pytest.fixture(scope="module")
 def failing_stub(ns_setup):
     if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the stand-in module")
+        pytest.fail("gcc is not installed (apt-get install gcc): it builds the stand-in module")
     src = ns_setup["work"] / "stub.c"
     src.write_text(FAILING_STUB)
     so = ns_setup["work"] / "stub.so"

@@ -44,7 +44,7 @@ def unit(name: str) -> dict[str, list[str]]:
 def test_systemd_analyze_verify_reads_both_units_without_a_warning(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+        pytest.fail("systemd-analyze is not installed (apt-get install systemd)")
     if not DAEMON.exists():
         pytest.skip(f"mtastsd is not built ({DAEMON})")
     for name in ("mtastsd.service", "mtastsd.socket"):

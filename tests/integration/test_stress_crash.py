@@ -287,7 +287,7 @@ def run(tmp_path_factory):
     eh.require_root_and_exim()
     eh.require_built(st.CLI, st.MODULE)
     if not os.path.exists("/usr/bin/mdb_dump"):
-        pytest.skip("lmdb-utils (mdb_dump) is not installed")
+        pytest.fail("mdb_dump is not installed (apt-get install lmdb-utils)")
     work = tmp_path_factory.mktemp("stress-crash")
     work.chmod(0o755)
     sites = [fresh_site(n) for n in range((TRIALS + 3) * PER_TRIAL + 300)]

@@ -75,7 +75,7 @@ def fe_kind(request):
             pytest.skip("libfaketime and the preloaded ASan runtime deadlock in exim4")
     eh.require_built(st.CLI)
     if sh.faketime_library() is None:
-        pytest.skip("libfaketime is not installed")
+        pytest.fail("libfaketime is not installed (apt-get install libfaketime)")
     return request.param
 
 
@@ -179,7 +179,7 @@ def test_cached_enforce_policy_survives(probe, world, fault, trigger):
     probe.cache_enforce(domain)
     apply_fault(world, domain, fault, trigger)
 
-    # When the fault is first met: the daily re-check of the id (recheck_interval), or for an
+    # When the fault is first met: the re-check of the id after its TTL, or for an
     # unchanged id the proactive refresh from half of max_age. Then just before expiry.
     if trigger == "same-id":
         answers, warnings = probe.ask(domain, at=DAY + 600)   # id unchanged, young: no fetch

@@ -351,7 +351,7 @@ def test_dns_query_log(world):
 
 
 # ---------------------------------------------------------------------------------------------
-# libunbound as a forwarder (what mtasts does); skipped where libunbound is missing
+# libunbound as a forwarder (what mtasts does)
 
 class UbResult(ctypes.Structure):
     _fields_ = [("qname", ctypes.c_char_p), ("qtype", ctypes.c_int), ("qclass", ctypes.c_int),
@@ -368,7 +368,7 @@ class UbResult(ctypes.Structure):
 def unbound(world):
     path = ctypes.util.find_library("unbound")
     if not path:
-        pytest.skip("libunbound not installed")
+        pytest.fail("libunbound is not installed (apt-get install libunbound8)")
     lib = ctypes.CDLL(path)
     lib.ub_ctx_create.restype = ctypes.c_void_p
     lib.ub_ctx_set_fwd.argtypes = [ctypes.c_void_p, ctypes.c_char_p]

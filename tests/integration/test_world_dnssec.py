@@ -66,7 +66,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def unbound_conf(world, tmp_path_factory):
     if not UNBOUND_HOST:
-        pytest.skip("unbound-host not installed (apt-get install unbound-host)")
+        pytest.fail("unbound-host is not installed (apt-get install unbound-host)")
     host, port = world.dns_address
     conf = tmp_path_factory.mktemp("unbound") / "unbound.conf"
     conf.write_text(

@@ -253,8 +253,11 @@ TEST(LmdbStore, SeedKeysAreByteExact) {
   EXPECT_EQ(records.at("_mtasts:example.com").find('\n'), std::string::npos);  // compact
   EXPECT_EQ(records.size(), 7U);
 
-  // The same through Debian's lmdb-utils, as an admin would look at it.
-  if (::access("/usr/bin/mdb_dump", X_OK) == 0) {
+  // The same through Debian's lmdb-utils, as an admin would look at it (never skipped: a
+  // missing program fails, naming the package).
+  ASSERT_EQ(::access("/usr/bin/mdb_dump", X_OK), 0) << "apt-get install lmdb-utils";
+  ASSERT_EQ(::access("/usr/bin/mdb_stat", X_OK), 0) << "apt-get install lmdb-utils";
+  {
     const auto dump = run(fmt::format("/usr/bin/mdb_dump -n -p '{}'", path));
     EXPECT_NE(dump.find(" example.com:mode\n enforce\n"), std::string::npos) << dump;
     EXPECT_NE(dump.find(" example.com:mx\n mx1.example.com:*.example.net\n"), std::string::npos);
@@ -262,7 +265,7 @@ TEST(LmdbStore, SeedKeysAreByteExact) {
     EXPECT_NE(dump.find(" example.com:id\n 20240101T000000\n"), std::string::npos);
     EXPECT_NE(dump.find(" _mtasts:schema\n 1\n"), std::string::npos);
   }
-  if (::access("/usr/bin/mdb_stat", X_OK) == 0) {
+  {
     const auto stat = run(fmt::format("/usr/bin/mdb_stat -n '{}'", path));
     EXPECT_NE(stat.find("Entries: 7"), std::string::npos) << stat;
   }
