@@ -5,6 +5,7 @@ server, on the same test world, in one run.
     /usr/bin/python3 bench/daemon_bench.py --build-dir build-bench [--domains 2000]
         [--cold-concurrency 128] [--connections 1,16,64] [--duration 5] [--warmup 1]
         [--repeat 3] [--transport tcp|unix] [--nice -19] [--no-floor] [--json FILE] [--keep]
+        [--baseline-build-dir DIR]
 
 Needs root (a network namespace), iproute2, the packages of scripts/install-bench-deps.sh
 (postfix-mta-sts-resolver, python3-uvloop) and, in --build-dir, mtastsd and
@@ -293,9 +294,11 @@ class Mtastsd(Daemon):
     name = "mtastsd"
     label = "mtastsd"
 
-    def __init__(self, work: Path, world: dict, transport: str, binary: Path):
+    def __init__(self, work: Path, world: dict, transport: str, binary: Path,
+                 name: str = "mtastsd"):
         super().__init__(work, world, transport)
         self.binary = binary
+        self.name = self.label = name
 
     def connect_spec(self) -> str:
         if self.transport == "unix":
@@ -532,12 +535,15 @@ class Bench:
         return version
 
     def compare(self) -> None:
-        ours, theirs = self.answers.get("mtastsd", {}), self.answers.get("peer", {})
-        differ = [d for d in ours if d in theirs and ours[d] != theirs[d]]
-        if differ:
-            die("the daemons answer differently:\n  " + "\n  ".join(
-                f"{d}: mtastsd {show(ours[d])} | peer {show(theirs[d])}" for d in differ[:10]))
-        log(f"answers agree on {len(ours)} domains")
+        ours = self.answers.get("mtastsd", {})
+        for other in [n for n in self.answers if n != "mtastsd"]:
+            theirs = self.answers[other]
+            differ = [d for d in ours if d in theirs and ours[d] != theirs[d]]
+            if differ:
+                die("the daemons answer differently:\n  " + "\n  ".join(
+                    f"{d}: mtastsd {show(ours[d])} | {other} {show(theirs[d])}"
+                    for d in differ[:10]))
+            log(f"mtastsd and {other}: answers agree on {len(ours)} domains")
 
 
 def read_replies(path: Path) -> dict[str, str]:
@@ -619,12 +625,36 @@ def table(args: argparse.Namespace, results: dict) -> str:
          f"{p['daemon_cpu_s'] / args.domains * 1000:.2f} + "
          f"{p['world_cpu_s'] / args.domains * 1000:.2f} ms", "", ""])
     text = "\n".join(rows)
+    if "baseline" in results:
+        text += "\n\n" + baseline_table(args, results)
     if floor:
         text += ("\n\n¹ floor: bench/socketmap_load --serve, one epoll thread answering every "
                  "request with a constant-shaped reply and no lookup (in brackets: its ratio to "
                  "the peer): the most any single-threaded server can do over this transport "
                  "on this machine, with the load generator on the same CPUs.")
     return text
+
+
+def baseline_table(args: argparse.Namespace, results: dict) -> str:
+    """mtastsd of this tree against mtastsd of --baseline-build-dir, from the same run."""
+    ours, base = results["mtastsd"], results["baseline"]
+    rows = ["| mtastsd, this tree vs --baseline-build-dir | this tree | baseline | ratio |",
+            "|---|---|---|---|"]
+    for c in args.connections:
+        o, b = ours["warm"][c], base["warm"][c]
+        conn = "connection" if c == 1 else "connections"
+        rows.append(f"| warm, {c} {conn}: lookups/s | {fmt_rate(o['rate'])} | "
+                    f"{fmt_rate(b['rate'])} | {ratio(o['rate'], b['rate']):.2f}× |")
+        rows.append(f"| warm, {c} {conn}: p50 / p99 | {fmt_us(o['p50_us'])} / "
+                    f"{fmt_us(o['p99_us'])} | {fmt_us(b['p50_us'])} / {fmt_us(b['p99_us'])} | |")
+        cpu = [d["warm"][c]["daemon_cpu_s"] / max(d["warm"][c]["all_requests"], 1) * 1e6
+               for d in (ours, base)]
+        rows.append(f"| warm, {c} {conn}: server CPU per lookup | {cpu[0]:.1f} µs | "
+                    f"{cpu[1]:.1f} µs | {ratio(cpu[0], cpu[1]):.2f}× |")
+    o, b = ours["cold"], base["cold"]
+    rows.append(f"| cold: {args.domains} domains | {o['seconds']:.2f} s | {b['seconds']:.2f} s | "
+                f"{ratio(o['seconds'], b['seconds']):.2f}× |")
+    return "\n".join(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -662,8 +692,16 @@ def inside(args: argparse.Namespace) -> int:
                                args.build_dir / "src" / "daemon" / "mtastsd"),
             "peer": Peer(work / "peer", world, args.transport),
         }
+        order = list(args.order)
+        if args.baseline_build_dir:
+            # Another build of mtastsd (e.g. the commit before a change) in the same run, on the
+            # same world: its figures sit beside this tree's.
+            daemons["baseline"] = Mtastsd(work / "baseline", world, args.transport,
+                                          args.baseline_build_dir / "src" / "daemon" / "mtastsd",
+                                          name="baseline")
+            order.insert(0, "baseline")
         results = {}
-        for name in args.order:
+        for name in order:
             results[name] = bench.run_daemon(daemons[name])
         bench.compare()
         if not args.no_floor:
@@ -724,6 +762,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build-dir", type=Path, default=source / "build")
     p.add_argument("--source-dir", type=Path, default=source)
+    p.add_argument("--baseline-build-dir", type=Path,
+                   help="also run the mtastsd built there (e.g. before a change) and compare")
     p.add_argument("--domains", type=int, default=2000)
     p.add_argument("--cold-concurrency", type=int, default=128)
     p.add_argument("--connections", default="1,16,64",
