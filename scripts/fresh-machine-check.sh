@@ -35,6 +35,10 @@ fi
 cp /etc/resolv.conf "$dir/etc/resolv.conf"
 
 for fs in proc sys dev dev/pts run tmp; do mkdir -p "$dir/$fs"; done
+# The system's root must be a mount point of its own: `ip netns exec` and `unshare
+# --propagation` change the propagation of "/", which fails (EINVAL) on a plain directory.
+mount --bind "$dir" "$dir" && mounted+=("$dir")
+mount --make-private "$dir"
 mount -t proc proc "$dir/proc" && mounted+=("$dir/proc")
 mount --rbind /sys "$dir/sys" && mount --make-rslave "$dir/sys" && mounted+=("$dir/sys")
 mount --rbind /dev "$dir/dev" && mount --make-rslave "$dir/dev" && mounted+=("$dir/dev")
