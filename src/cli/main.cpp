@@ -19,6 +19,7 @@
 #include "core/domain.hpp"
 #include "core/exim_answers.hpp"
 #include "core/text_quote.hpp"
+#include "service/cached_answers.hpp"
 #include "service/config.hpp"
 #include "service/engine.hpp"
 #include "service/logging.hpp"
@@ -302,15 +303,24 @@ int Cli::run(int argc, char** argv) {
     return kExitUsage;
   }
 
-  // Address literals cannot have a policy (STS-30): answer without touching cache or network.
-  auto literal = [&]() {
-    auto domain = normalize_domain(domain_text);
-    return !domain && domain.error().category == ErrorCategory::address_literal;
-  };
   const bool with_host = getmta->parsed() && host_option->count() > 0;
-  if ((getmta->parsed() || getmx->parsed() || ignorelist->parsed()) && literal()) {
-    print_answer(getmta->parsed() && !with_host ? "none" : "");
-    return kExitOk;
+  const bool for_exim = getmta->parsed() || getmx->parsed() || ignorelist->parsed();
+  // getmta, getmx and ignorelist print what Exim's ${dlfunc} would return.
+  auto print_for_exim = [&](const Answer& answer) {
+    if (getmta->parsed()) {
+      print_answer(with_host ? getmta_host_answer(answer, host_text) : getmta_answer(answer));
+    } else if (getmx->parsed()) {
+      print_answer(getmx_answer(answer));
+    } else {
+      print_answer(ignorelist_answer(answer));
+    }
+  };
+  // Address literals cannot have a policy (STS-30): answered without touching cache or network.
+  if (for_exim) {
+    if (auto target = target_of(domain_text); target && target->answer) {
+      print_for_exim(*target->answer);
+      return kExitOk;
+    }
   }
 
   if (dump->parsed()) {
@@ -331,8 +341,7 @@ int Cli::run(int argc, char** argv) {
     return kExitOk;
   }
 
-  answer_for_program_ =
-      (getmta->parsed() || getmx->parsed() || ignorelist->parsed()) && isatty(STDOUT_FILENO) == 0;
+  answer_for_program_ = for_exim && isatty(STDOUT_FILENO) == 0;
   // A bad DOMAIN is refused (it names what is looked up); HOST is not checked at all.
   auto domain = domain_argument(domain_text);
   if (!domain) return domain.error();
@@ -349,13 +358,8 @@ int Cli::run(int argc, char** argv) {
 
   LookupResult result =
       refresh->parsed() ? (*engine)->refresh(*domain) : (*engine)->lookup(*domain);
-  if (getmta->parsed()) {
-    print_answer(with_host ? getmta_host_answer(result.answer, host_text)
-                           : getmta_answer(result.answer));
-  } else if (getmx->parsed()) {
-    print_answer(getmx_answer(result.answer));
-  } else if (ignorelist->parsed()) {
-    print_answer(ignorelist_answer(result.answer));
+  if (for_exim) {
+    print_for_exim(result.answer);
   } else if (json) {
     fmt::print("{}\n", result_json(result).dump(2));
   } else {

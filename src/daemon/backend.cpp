@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "core/domain.hpp"
+#include "service/cached_answers.hpp"
 #include "service/engine.hpp"
 
 namespace mtasts::daemon {
@@ -70,7 +71,6 @@ Backend::Backend(asio::any_io_executor executor, const Config& config,
                  std::shared_ptr<Activity> activity)
     : executor_(executor),
       options_(service_options(config)),
-      strict_(config.strict),
       lookup_timeout_(config.lookup_timeout),
       store_(std::move(store)),
       logger_(logger),
@@ -81,27 +81,6 @@ Backend::Backend(asio::any_io_executor executor, const Config& config,
       counting_fetcher_(fetcher_, activity_->metrics),
       service_(executor, *store_, resolver_, counting_fetcher_, system_now, service_options(config),
                std::move(logger)) {}
-
-std::optional<LookupResult> Backend::cached(const std::string& domain, LookupPath& path) {
-  auto loaded = store_->load(domain);
-  if (!loaded) {
-    logger_->error("cache read for {} failed: {}", domain, loaded.error().reason);
-    return std::nullopt;
-  }
-  const UnixTime now = system_now();
-  if (!dane_is_fresh(*loaded, now, options_, domain)) return std::nullopt;
-  if (is_fresh(*loaded, now)) {
-    path = LookupPath::hit;
-  } else if (serves_while_revalidating(*loaded, now)) {
-    // RFC 8461 §8.1: the cached policy holds until a re-check shows a new id; that re-check
-    // runs in the background, so a TTL passing never costs a delivery a DNS round trip.
-    path = LookupPath::stale;
-  } else {
-    return std::nullopt;
-  }
-  return LookupResult{domain, answer_from_entry(**loaded, now, strict_), *loaded,
-                      AnswerSource::cache};
-}
 
 void Backend::revalidate(const std::string& domain) {
   if (!revalidating_.insert(domain).second) return;
@@ -114,8 +93,7 @@ void Backend::revalidate(const std::string& domain) {
                      try {
                        std::rethrow_exception(error);
                      } catch (const std::exception& e) {
-                       self->logger_->error("{}: background re-check failed: {}", domain,
-                                            e.what());
+                       self->logger_->error("{}: background re-check failed: {}", domain, e.what());
                      } catch (...) {
                        self->logger_->error("{}: background re-check failed", domain);
                      }
@@ -123,20 +101,6 @@ void Backend::revalidate(const std::string& domain) {
                    self->revalidating_.erase(domain);
                    self->lookups_->remove();
                  });
-}
-
-// As the Engine does after a timed-out lookup: what is cached, marked unavailable, decides.
-LookupResult Backend::fallback(const std::string& domain, const std::string& failure) {
-  logger_->warn("{}: {}", domain, failure);
-  LookupResult result{domain, {}, std::nullopt, AnswerSource::cache};
-  CacheEntry entry;
-  if (auto loaded = store_->load(domain); loaded && *loaded) entry = **loaded;
-  entry.unavailable = true;
-  entry.last_error = fmt::format("dns_temporary: {}", failure);
-  entry.dane = dane_fallback(entry, system_now(), options_, domain, failure);
-  result.answer = answer_from_entry(entry, system_now(), strict_);
-  result.entry = std::move(entry);
-  return result;
 }
 
 asio::awaitable<void> Backend::run(std::shared_ptr<Backend> self, std::string domain,
@@ -211,11 +175,14 @@ asio::awaitable<LookupResult> Backend::refresh(std::string domain) {
 
 asio::awaitable<LookupResult> Backend::lookup(std::string domain) {
   const auto started = std::chrono::steady_clock::now();
-  LookupPath path = LookupPath::hit;
-  if (auto hit = cached(domain, path)) {
-    if (path == LookupPath::stale) revalidate(domain);
-    activity_->answered(*hit, path, std::chrono::steady_clock::now() - started);
-    co_return std::move(*hit);
+  // A stale entry whose policy holds answers at once; its id is re-checked in the background,
+  // so a TTL passing never costs a delivery a DNS round trip (RFC 8461 §8.1).
+  if (auto hit = answer_from_cache(*store_, domain, system_now(), options_, true, *logger_)) {
+    const bool stale = hit->hit == CacheHit::stale;
+    if (stale) revalidate(domain);
+    activity_->answered(hit->result, stale ? LookupPath::stale : LookupPath::hit,
+                        std::chrono::steady_clock::now() - started);
+    co_return std::move(hit->result);
   }
 
   auto pending = std::make_shared<Pending>(executor_, lookup_timeout_);
@@ -248,7 +215,8 @@ asio::awaitable<LookupResult> Backend::lookup(std::string domain) {
         "lookup goes on in the background",
         lookup_timeout_.count());
   }
-  LookupResult result = fallback(domain, failure);
+  LookupResult result =
+      answer_after_failure(*store_, domain, failure, system_now(), options_, *logger_);
   activity_->answered(result, LookupPath::timeout, std::chrono::steady_clock::now() - started);
   co_return result;
 }

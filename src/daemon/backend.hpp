@@ -15,12 +15,12 @@
 #include <spdlog/logger.h>
 #include <boost/asio/steady_timer.hpp>
 
-#include "adapters/asio.hpp"
 #include "adapters/dns/unbound_resolver.hpp"
 #include "adapters/https/beast_policy_fetcher.hpp"
 #include "adapters/store/write_behind_store.hpp"
 #include "daemon/activity.hpp"
 #include "daemon/counting_fetcher.hpp"
+#include "service/asio.hpp"
 #include "service/config.hpp"
 #include "service/policy_service.hpp"
 
@@ -84,13 +84,8 @@ class Backend : public std::enable_shared_from_this<Backend> {
                                    std::shared_ptr<Pending> pending);
   // Resumes when every entry saved so far is committed to the LMDB file (group commit).
   asio::awaitable<void> committed();
-  // What the cache answers without waiting: a fresh entry (path hit), or an unexpired policy
-  // whose TXT TTL has passed (path stale; the caller starts the re-check).
-  std::optional<LookupResult> cached(const std::string& domain, LookupPath& path);
   // Starts a background lookup of `domain` unless one started here is still running.
   void revalidate(const std::string& domain);
-
-  LookupResult fallback(const std::string& domain, const std::string& failure);
 
   struct MxMemo {
     std::vector<std::string> hosts;
@@ -102,7 +97,6 @@ class Backend : public std::enable_shared_from_this<Backend> {
 
   asio::any_io_executor executor_;
   ServiceOptions options_;
-  bool strict_;
   std::chrono::milliseconds lookup_timeout_;
   std::shared_ptr<store::WriteBehindStore> store_;
   std::shared_ptr<spdlog::logger> logger_;

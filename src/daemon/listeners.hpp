@@ -12,7 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 
-#include "adapters/asio.hpp"
+#include "service/asio.hpp"
 #include "daemon/systemd.hpp"
 #include "service/config.hpp"
 

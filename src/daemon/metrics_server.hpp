@@ -16,7 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-#include "adapters/asio.hpp"
+#include "service/asio.hpp"
 
 namespace mtasts::daemon {
 

@@ -21,6 +21,7 @@
 #include "core/netstring.hpp"
 #include "core/socketmap.hpp"
 #include "core/text_quote.hpp"
+#include "service/cached_answers.hpp"
 
 namespace mtasts::daemon {
 namespace {
@@ -157,26 +158,17 @@ const char* source_name(AnswerSource source) {
 asio::awaitable<std::string> exim_reply(std::string line, State& state) {
   auto request = parse_exim_request(line);
   if (!request) co_return exim_error_answer(request.error());
-  auto domain = normalize_domain(request->domain);
-  Answer answer;
-  if (domain) {
-    std::shared_ptr<Backend> backend = state.backend;
-    LookupResult result = co_await backend->lookup(*domain);
-    answer = std::move(result.answer);
-    const std::string reply = exim_answer(*request, answer);
-    if (state.logger->should_log(spdlog::level::debug)) {  // quoting costs, even unlogged
-      state.logger->debug("exim: {} -> {} ({})", quote_input(line), quote_input(reply, 200),
-                          source_name(result.source));
-    }
-    co_return reply;
+  auto target = target_of(request->domain);
+  if (!target) co_return exim_error_answer(target.error().reason);
+  if (target->answer) co_return exim_answer(*request, *target->answer);  // no lookup (STS-30)
+  std::shared_ptr<Backend> backend = state.backend;
+  LookupResult result = co_await backend->lookup(std::move(target->domain));
+  const std::string reply = exim_answer(*request, result.answer);
+  if (state.logger->should_log(spdlog::level::debug)) {  // quoting costs, even unlogged
+    state.logger->debug("exim: {} -> {} ({})", quote_input(line), quote_input(reply, 200),
+                        source_name(result.source));
   }
-  if (domain.error().category != ErrorCategory::address_literal) {
-    co_return exim_error_answer(
-        fmt::format("invalid domain {}: {}", quote_input(request->domain), domain.error().reason));
-  }
-  // STS-30: no policy can exist for an address literal; no lookup.
-  answer.kind = AnswerKind::no_policy;
-  co_return exim_answer(*request, answer);
+  co_return reply;
 }
 
 template <class Socket>
@@ -243,16 +235,15 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
                     quote_input(request->map, 60), names.empty() ? "none" : names));
   }
   if (classify_socketmap_key(request->key) != SocketmapKey::domain) co_return "NOTFOUND ";
-  auto domain = normalize_domain(request->key);
-  if (!domain) {
-    if (domain.error().category != ErrorCategory::address_literal) {
-      client_error(state, "socketmap: key {} is not a domain ({}); NOTFOUND",
-                   quote_input(request->key), domain.error().reason);
-    }
+  auto target = target_of(request->key);
+  if (!target) {
+    client_error(state, "socketmap: {}; NOTFOUND", target.error().reason);
     co_return "NOTFOUND ";
   }
+  if (target->answer) co_return "NOTFOUND ";  // an address literal: no lookup (STS-30)
   std::shared_ptr<Backend> backend = state.backend;
-  LookupResult result = co_await backend->lookup(*domain);
+  const std::string& domain = target->domain;
+  LookupResult result = co_await backend->lookup(domain);
   std::string_view policy_text;
   std::string_view last_error = result.answer.reason;
   if (result.entry) {
@@ -264,10 +255,10 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
   if (result.answer.kind == AnswerKind::policy && has_wildcard_pattern(result.answer.mx) &&
       (result.answer.mode == Mode::enforce ||
        (result.answer.mode == Mode::testing && map->second.enforce_testing))) {
-    mx_hosts = co_await backend->mx_hosts(*domain);
+    mx_hosts = co_await backend->mx_hosts(domain);
   }
   std::string reply =
-      socketmap_reply(*domain, result.answer, policy_text, last_error, map->second, mx_hosts);
+      socketmap_reply(domain, result.answer, policy_text, last_error, map->second, mx_hosts);
   if (state.logger->should_log(spdlog::level::debug)) {  // quoting costs, even unlogged
     state.logger->debug("socketmap: {} -> {} ({})", quote_input(payload), quote_input(reply, 200),
                         source_name(result.source));

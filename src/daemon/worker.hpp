@@ -12,7 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "adapters/asio.hpp"
+#include "service/asio.hpp"
 
 namespace mtasts::daemon {
 

@@ -63,6 +63,7 @@
 #include "core/error.hpp"
 #include "core/exim_answers.hpp"
 #include "core/text_quote.hpp"
+#include "service/cached_answers.hpp"
 #include "service/config.hpp"
 #include "service/engine.hpp"
 #include "service/logging.hpp"
@@ -231,21 +232,13 @@ std::string_view argument(unsigned char* argv[], int i) {
 // The answer for a domain as Exim typed it: normalized, looked up, or "no policy" for an address
 // literal. An error string (already one line, without the "mtasts: " prefix) otherwise.
 std::expected<mtasts::Answer, std::string> lookup(std::string_view raw_domain) {
-  auto domain = mtasts::normalize_domain(raw_domain);
-  if (!domain) {
-    if (domain.error().category == mtasts::ErrorCategory::address_literal) {
-      mtasts::Answer none;
-      none.kind = mtasts::AnswerKind::no_policy;
-      none.reason = "address literal: no MTA-STS policy can apply (STS-30)";
-      return none;
-    }
-    return std::unexpected(fmt::format("invalid domain {}: {}", mtasts::quote_input(raw_domain),
-                                       domain.error().reason));
-  }
+  auto target = mtasts::target_of(raw_domain);
+  if (!target) return std::unexpected(std::move(target.error().reason));
+  if (target->answer) return std::move(*target->answer);  // an address literal: no lookup
   std::string error;
   mtasts::Engine* e = engine(error);
   if (e == nullptr) return std::unexpected(std::move(error));
-  return e->lookup(*domain).answer;
+  return e->lookup(target->domain).answer;
 }
 
 // Runs `body` with every exception caught: nothing crosses the C ABI (style §3.1).

@@ -11,6 +11,7 @@
 #include "adapters/dns/unbound_resolver.hpp"
 #include "adapters/https/beast_policy_fetcher.hpp"
 #include "adapters/store/lmdb_store.hpp"
+#include "service/cached_answers.hpp"
 
 namespace mtasts {
 
@@ -115,17 +116,10 @@ Engine::Network& Engine::network() {
 }
 
 std::optional<LookupResult> Engine::cached(const std::string& domain) {
-  auto loaded = store_->load(domain);
-  if (!loaded) {
-    logger_->error("cache read for {} failed: {}", domain, loaded.error().reason);
-    return std::nullopt;
-  }
-  const UnixTime now = system_now();
-  if (!is_fresh(*loaded, now) || !dane_is_fresh(*loaded, now, options_, domain)) {
-    return std::nullopt;
-  }
-  Answer answer = answer_from_entry(**loaded, now, config_.strict);
-  return LookupResult{domain, std::move(answer), std::move(*loaded), AnswerSource::cache};
+  // The CLI and the module re-check a stale entry inline (no background to do it in).
+  auto hit = answer_from_cache(*store_, domain, system_now(), options_, false, *logger_);
+  if (!hit) return std::nullopt;
+  return std::move(hit->result);
 }
 
 LookupResult Engine::lookup(const std::string& domain) {
@@ -169,17 +163,8 @@ LookupResult Engine::run(const std::string& domain, bool force) {
   if (failure.empty()) {
     failure = fmt::format("lookup did not finish within {} ms", config_.lookup_timeout.count());
   }
-  logger_->warn("{}: {}", domain, failure);
   network_.reset();
-  LookupResult fallback{domain, {}, std::nullopt, AnswerSource::cache};
-  CacheEntry entry;
-  if (auto loaded = store_->load(domain); loaded && *loaded) entry = **loaded;
-  entry.unavailable = true;
-  entry.last_error = fmt::format("dns_temporary: {}", failure);
-  entry.dane = dane_fallback(entry, system_now(), options_, domain, failure);
-  fallback.answer = answer_from_entry(entry, system_now(), config_.strict);
-  fallback.entry = std::move(entry);
-  return fallback;
+  return answer_after_failure(*store_, domain, failure, system_now(), options_, *logger_);
 }
 
 }  // namespace mtasts

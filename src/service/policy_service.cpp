@@ -15,6 +15,7 @@
 
 #include "core/policy.hpp"
 #include "core/text_quote.hpp"
+#include "service/cached_answers.hpp"
 
 namespace mtasts {
 namespace {
@@ -112,9 +113,10 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
     logger_->error("cache read for {} failed, looking it up afresh: {}", domain,
                    loaded.error().reason);
   }
-  if (!force && is_fresh(cached, now) && dane_is_fresh(cached, now, options_, domain)) {
-    co_return LookupResult{domain, answer_from_entry(*cached, now, options_.strict), cached,
-                           AnswerSource::cache};
+  if (!force) {
+    if (auto hit = usable_answer(cached, domain, now, options_, false)) {
+      co_return std::move(hit->result);
+    }
   }
 
   auto flight = std::make_shared<InFlight>(executor_);
