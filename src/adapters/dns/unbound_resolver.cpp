@@ -1,22 +1,27 @@
+// The bridge from libunbound to asio: context set-up, one coroutine per query, and turning a
+// ub_result into an Answer. The RDATA itself is read by the pure parsers of dns_wire.hpp.
 #include "adapters/dns/unbound_resolver.hpp"
 
-#include <arpa/inet.h>
 #include <fmt/format.h>
-#include <netinet/in.h>
 #include <unbound.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
-#include <charconv>
+#include <cstdint>
 #include <cstring>
+#include <expected>
+#include <iterator>
+#include <span>
+#include <string_view>
 #include <utility>
+
+#include "adapters/dns/dns_wire.hpp"
 
 namespace mtasts::dns {
 
@@ -392,6 +397,20 @@ Answer<Record> interpret(const UnboundOptions& options, const std::string& name,
   return answer;
 }
 
+// The wire parsers' MX and TLSA values as the Resolver's record types.
+std::expected<MxRecord, std::string> mx_record(std::span<const std::uint8_t> rdata) {
+  auto parsed = wire::mx(rdata);
+  if (!parsed) return std::unexpected(std::move(parsed.error()));
+  return MxRecord{parsed->preference, std::move(parsed->host)};
+}
+
+std::expected<TlsaRecord, std::string> tlsa_record(std::span<const std::uint8_t> rdata) {
+  auto parsed = wire::tlsa(rdata);
+  if (!parsed) return std::unexpected(std::move(parsed.error()));
+  return TlsaRecord{parsed->usage, parsed->selector, parsed->matching_type,
+                    std::move(parsed->data)};
+}
+
 Security weaker(Security a, Security b) {
   auto rank = [](Security s) {
     switch (s) {
@@ -444,11 +463,11 @@ asio::awaitable<Answer<std::string>> UnboundResolver::txt(std::string name) {
 }
 
 asio::awaitable<Answer<MxRecord>> UnboundResolver::mx(std::string name) {
-  return one_type<MxRecord>(impl_, std::move(name), kTypeMx, wire::mx);
+  return one_type<MxRecord>(impl_, std::move(name), kTypeMx, mx_record);
 }
 
 asio::awaitable<Answer<TlsaRecord>> UnboundResolver::tlsa(std::string name) {
-  return one_type<TlsaRecord>(impl_, std::move(name), kTypeTlsa, wire::tlsa);
+  return one_type<TlsaRecord>(impl_, std::move(name), kTypeTlsa, tlsa_record);
 }
 
 asio::awaitable<Answer<std::string>> UnboundResolver::addresses(std::string name) {
@@ -498,153 +517,5 @@ asio::awaitable<Answer<std::string>> both_addresses(std::shared_ptr<UnboundResol
 }
 
 }  // namespace
-
-// ----------------------------------------------------------------------------------------------
-// Wire parsers. Every length byte is checked against what is left.
-
-namespace wire {
-
-std::expected<std::string, std::string> forwarder_spec(std::string_view server) {
-  std::string_view host = server;
-  std::string_view port;
-  if (server.empty()) return std::unexpected("empty server address");
-  if (server.front() == '[') {
-    const auto close = server.find(']');
-    if (close == std::string_view::npos) return std::unexpected("missing ']'");
-    host = server.substr(1, close - 1);
-    std::string_view rest = server.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return std::unexpected("expected ':PORT' after ']'");
-      port = rest.substr(1);
-      if (port.empty()) return std::unexpected("empty port after ':'");
-    }
-  } else if (std::ranges::count(server, ':') == 1) {
-    const auto colon = server.find(':');
-    host = server.substr(0, colon);
-    port = server.substr(colon + 1);
-    if (port.empty()) return std::unexpected("empty port after ':'");
-  }
-  const std::string host_text(host);
-  std::array<unsigned char, sizeof(in6_addr)> buffer{};
-  const bool v4 = inet_pton(AF_INET, host_text.c_str(), buffer.data()) == 1;
-  const bool v6 = !v4 && inet_pton(AF_INET6, host_text.c_str(), buffer.data()) == 1;
-  if (!v4 && !v6) {
-    return std::unexpected(fmt::format("{:?} is not an IPv4 or IPv6 address", host_text));
-  }
-  if (v4 && server.front() == '[') {
-    return std::unexpected("brackets are for IPv6 addresses only");
-  }
-  unsigned port_number = 53;
-  if (!port.empty()) {
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), port_number);
-    if (ec != std::errc{} || end != port.data() + port.size() || port_number == 0 ||
-        port_number > 65535) {
-      return std::unexpected(fmt::format("port {:?} is not a number from 1 to 65535", port));
-    }
-  }
-  return fmt::format("{}@{}", host_text, port_number);
-}
-
-std::expected<std::string, std::string> name(std::span<const std::uint8_t> rdata) {
-  std::string out;
-  std::size_t pos = 0;
-  std::size_t wire_length = 0;
-  while (true) {
-    if (pos >= rdata.size()) return std::unexpected("name runs past the end of the record");
-    const std::uint8_t length = rdata[pos];
-    if ((length & 0xC0) == 0xC0) return std::unexpected("compression pointer in RDATA name");
-    if (length > 63) return std::unexpected(fmt::format("label length byte {:#04x}", length));
-    wire_length += 1 + length;
-    if (wire_length > 255) return std::unexpected("name longer than 255 octets");
-    ++pos;
-    if (length == 0) break;
-    if (rdata.size() - pos < length) {
-      return std::unexpected(fmt::format("label of {} octets runs past the end of the record",
-                                         static_cast<unsigned>(length)));
-    }
-    if (!out.empty()) out += '.';
-    for (std::size_t i = 0; i < length; ++i) {
-      const std::uint8_t c = rdata[pos + i];
-      if (c >= 'A' && c <= 'Z') {
-        out += static_cast<char>(c - 'A' + 'a');
-      } else if (c > 0x20 && c < 0x7F && c != '.' && c != '\\') {
-        out += static_cast<char>(c);
-      } else {
-        out += fmt::format("\\{:03}", static_cast<unsigned>(c));
-      }
-    }
-    pos += length;
-  }
-  if (pos != rdata.size()) {
-    return std::unexpected(fmt::format("{} stray octets after the name", rdata.size() - pos));
-  }
-  return out;
-}
-
-std::expected<std::string, std::string> txt(std::span<const std::uint8_t> rdata) {
-  if (rdata.empty()) return std::unexpected("TXT record without a character-string");
-  std::string out;
-  std::size_t pos = 0;
-  while (pos < rdata.size()) {
-    const std::size_t length = rdata[pos++];
-    if (rdata.size() - pos < length) {
-      return std::unexpected(
-          fmt::format("character-string of {} octets at offset {} runs past the end of the record",
-                      length, pos - 1));
-    }
-    out.append(reinterpret_cast<const char*>(rdata.data() + pos), length);
-    pos += length;
-  }
-  return out;
-}
-
-std::expected<MxRecord, std::string> mx(std::span<const std::uint8_t> rdata) {
-  if (rdata.size() < 3) {
-    return std::unexpected(fmt::format("MX record of {} octets is too short", rdata.size()));
-  }
-  MxRecord record;
-  record.preference = static_cast<std::uint16_t>((rdata[0] << 8) | rdata[1]);
-  auto host = name(rdata.subspan(2));
-  if (!host) return std::unexpected("exchange: " + host.error());
-  record.host = std::move(*host);
-  return record;
-}
-
-namespace {
-std::expected<std::string, std::string> address(int family, std::span<const std::uint8_t> rdata,
-                                                std::size_t expected_size) {
-  if (rdata.size() != expected_size) {
-    return std::unexpected(
-        fmt::format("address of {} octets, expected {}", rdata.size(), expected_size));
-  }
-  std::array<char, INET6_ADDRSTRLEN> text{};
-  if (inet_ntop(family, rdata.data(), text.data(), text.size()) == nullptr) {
-    return std::unexpected(fmt::format("inet_ntop: {}", std::strerror(errno)));
-  }
-  return std::string(text.data());
-}
-}  // namespace
-
-std::expected<std::string, std::string> a(std::span<const std::uint8_t> rdata) {
-  return address(AF_INET, rdata, 4);
-}
-
-std::expected<std::string, std::string> aaaa(std::span<const std::uint8_t> rdata) {
-  return address(AF_INET6, rdata, 16);
-}
-
-std::expected<TlsaRecord, std::string> tlsa(std::span<const std::uint8_t> rdata) {
-  if (rdata.size() < 4) {
-    return std::unexpected(fmt::format("TLSA record of {} octets is too short", rdata.size()));
-  }
-  TlsaRecord record;
-  record.usage = rdata[0];
-  record.selector = rdata[1];
-  record.matching_type = rdata[2];
-  record.data.assign(rdata.begin() + 3, rdata.end());
-  return record;
-}
-
-}  // namespace wire
 
 }  // namespace mtasts::dns

@@ -8,18 +8,15 @@
 // shared state it needs.
 //
 // Limits: every query races a deadline (UnboundOptions::timeout); on expiry it is cancelled with
-// ub_cancel and answers Status::timeout. RDATA is untrusted: every length byte is bounds-checked
-// and a malformed record makes the whole answer Status::error with a detail, never a crash.
+// ub_cancel and answers Status::timeout. RDATA is untrusted: it is read by the bounds-checked
+// parsers of dns_wire.hpp, and a malformed record makes the whole answer Status::error with a
+// detail, never a crash.
 #pragma once
 
 #include <chrono>
-#include <cstdint>
-#include <expected>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "adapters/dns/resolver.hpp"
@@ -70,26 +67,5 @@ class UnboundResolver final : public Resolver {
  private:
   std::shared_ptr<Impl> impl_;
 };
-
-// Pure helpers behind the resolver, exposed for unit tests and fuzzing. Each takes untrusted
-// bytes and returns the value or a one-line reason.
-namespace wire {
-
-// "ADDR[:PORT]", "[V6]:PORT", "[V6]" or bare IPv6 -> libunbound's "ADDR@PORT".
-[[nodiscard]] std::expected<std::string, std::string> forwarder_spec(std::string_view server);
-
-// An uncompressed wire-format domain name filling `rdata` exactly (trailing bytes are an error),
-// as lower-case text without the root dot ("" for the root). Bytes outside LDH-ish printable
-// ASCII, '.' and '\' inside labels are escaped as \DDD so they can never match a pattern.
-[[nodiscard]] std::expected<std::string, std::string> name(std::span<const std::uint8_t> rdata);
-
-// TXT: the character-strings concatenated with nothing between them (STS-08).
-[[nodiscard]] std::expected<std::string, std::string> txt(std::span<const std::uint8_t> rdata);
-[[nodiscard]] std::expected<MxRecord, std::string> mx(std::span<const std::uint8_t> rdata);
-[[nodiscard]] std::expected<std::string, std::string> a(std::span<const std::uint8_t> rdata);
-[[nodiscard]] std::expected<std::string, std::string> aaaa(std::span<const std::uint8_t> rdata);
-[[nodiscard]] std::expected<TlsaRecord, std::string> tlsa(std::span<const std::uint8_t> rdata);
-
-}  // namespace wire
 
 }  // namespace mtasts::dns

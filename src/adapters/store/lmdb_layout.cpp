@@ -289,7 +289,9 @@ class ExtrasReader {
         if (!is_dnssec_status(value)) return fail("is not a DNSSEC status");
         return store(extras.txt_dnssec, 16);
       case Key::text:
-        return store(extras.text, 3 * kMaxPolicyText);
+        // encode() refuses a longer text, so a longer one could never be stored back. (The
+        // policy parser only lets valid UTF-8 through: the JSON dump does not grow it.)
+        return store(extras.text, kMaxPolicyText);
       case Key::dane: {
         const auto verdict = dane_verdict_from(value);
         if (!verdict) return fail("is not a DANE verdict");
@@ -300,9 +302,10 @@ class ExtrasReader {
         return store(extras.dane_reason, 3 * kMaxLastError);
       case Key::dane_hosts: {
         auto hosts = value.size() <= kMaxDaneHostsText ? parse_dane_hosts(value) : std::nullopt;
-        if (!hosts || !std::all_of(hosts->begin(), hosts->end(), [](const DaneHost& host) {
-              return is_storable_domain(host.name);
-            })) {
+        // Exactly what encode() writes: no control octets or over-long reasons in a host line.
+        if (!hosts || format_dane_hosts(*hosts) != value ||
+            !std::all_of(hosts->begin(), hosts->end(),
+                         [](const DaneHost& host) { return is_storable_domain(host.name); })) {
           return fail("is not a list of MX hosts");
         }
         extras.dane_hosts = std::move(*hosts);
@@ -404,7 +407,7 @@ class ExtrasReader {
     if (depth_ == 0 || name_.empty()) {
       problem = std::string(what);
     } else {
-      problem = fmt::format("\"{}\" {}", name_.substr(0, 40), what);
+      problem = fmt::format("{} {}", quote(name_.substr(0, 40)), what);
     }
     return false;
   }

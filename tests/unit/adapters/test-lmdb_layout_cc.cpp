@@ -447,3 +447,39 @@ TEST(LmdbLayoutTxtTtl, malformed_txt_expires_at_is_a_problem) {
 
 }  // namespace
 }  // namespace mtasts::store
+
+namespace mtasts::store {
+namespace {
+
+// Found by fuzz/fuzz_lmdb_layout.cpp: what reads back must be what encode() would write, and a
+// problem line stays one line whatever the stored key names hold.
+TEST(LmdbLayoutFuzzFindings, malformed_extras_never_read_back_as_something_unwritable) {
+  auto with_extras = [](auto change) {
+    auto encoded = layout::encode(enforce_entry());
+    EXPECT_TRUE(encoded);
+    auto& text = encoded->values[static_cast<std::size_t>(layout::Field::extras)];
+    json extras = json::parse(*text);
+    change(extras);
+    text = extras.dump();
+    return layout::decode(raw_of(*encoded));
+  };
+  // A nested value under a key holding a line break: one problem line, the break quoted.
+  layout::Decoded nested = with_extras([](json& e) { e["a\nb"] = json::object(); });
+  ASSERT_EQ(nested.problems.size(), 1u);
+  EXPECT_EQ(nested.problems[0].find('\n'), std::string::npos) << nested.problems[0];
+  EXPECT_EQ(nested.entry->next_check, 0);
+  // A DANE host reason with control octets (an escape sequence): encode() never writes one.
+  layout::Decoded control = with_extras([](json& e) {
+    e["dane"] = "partial";
+    e["dane_hosts"] = "10 mx1.example.com usable \x1b[2J\n";
+  });
+  EXPECT_FALSE(control.problems.empty());
+  EXPECT_FALSE(control.entry->dane.has_value());
+  // A policy text longer than encode() stores could never be written back.
+  layout::Decoded huge = with_extras([](json& e) { e["text"] = std::string(70000, 'x'); });
+  EXPECT_FALSE(huge.problems.empty());
+  EXPECT_EQ(huge.entry->next_check, 0);
+}
+
+}  // namespace
+}  // namespace mtasts::store

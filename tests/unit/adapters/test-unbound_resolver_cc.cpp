@@ -1,4 +1,5 @@
-// UnboundResolver: the pure RDATA parsers, then real queries against the test world's DNS.
+// UnboundResolver: real queries against the test world's DNS. The RDATA parsers it calls are
+// tested in test-dns_wire_cc.cpp.
 #include "adapters/dns/unbound_resolver.hpp"
 
 #include <gtest/gtest.h>
@@ -7,7 +8,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
-#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -20,136 +20,6 @@ namespace {
 
 using namespace mtasts;
 using namespace mtasts::dns;
-using Bytes = std::vector<std::uint8_t>;
-
-Bytes bytes(std::string_view text) {
-  return Bytes(text.begin(), text.end());
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pure parsers: malformed RDATA is an error value, never a crash.
-
-TEST(UnboundWire, ForwarderSpecs) {
-  struct Row {
-    const char* input;
-    const char* expected;  // nullptr: error
-  };
-  const Row rows[] = {
-      {"127.0.0.1", "127.0.0.1@53"},
-      {"127.0.0.1:5353", "127.0.0.1@5353"},
-      {"[::1]:5353", "::1@5353"},
-      {"[2001:db8::1]", "2001:db8::1@53"},
-      {"2001:db8::1", "2001:db8::1@53"},
-      {"", nullptr},
-      {"example.net", nullptr},
-      {"127.0.0.1:", nullptr},
-      {"127.0.0.1:0", nullptr},
-      {"127.0.0.1:65536", nullptr},
-      {"127.0.0.1:53x", nullptr},
-      {"[::1", nullptr},
-      {"[::1]5353", nullptr},
-      {"[127.0.0.1]:53", nullptr},
-  };
-  for (const Row& row : rows) {
-    auto spec = wire::forwarder_spec(row.input);
-    if (row.expected == nullptr) {
-      EXPECT_FALSE(spec.has_value()) << row.input << " gave " << spec.value_or("");
-    } else {
-      ASSERT_TRUE(spec.has_value()) << row.input << ": " << spec.error();
-      EXPECT_EQ(*spec, row.expected) << row.input;
-    }
-  }
-}
-
-TEST(UnboundWire, TxtStringsConcatenatedWithoutSeparator) {
-  // STS-08: "v=STSv1; " + "id=20240101" is one record.
-  Bytes rdata = {9};
-  auto first = bytes("v=STSv1; ");
-  rdata.insert(rdata.end(), first.begin(), first.end());
-  rdata.push_back(4);
-  auto second = bytes("id=1");
-  rdata.insert(rdata.end(), second.begin(), second.end());
-  auto text = wire::txt(rdata);
-  ASSERT_TRUE(text.has_value()) << text.error();
-  EXPECT_EQ(*text, "v=STSv1; id=1");
-
-  auto empty_string = wire::txt(Bytes{0});
-  ASSERT_TRUE(empty_string.has_value());
-  EXPECT_EQ(*empty_string, "");
-}
-
-TEST(UnboundWire, TxtLengthsAreBoundsChecked) {
-  EXPECT_FALSE(wire::txt(Bytes{}).has_value());
-  EXPECT_FALSE(wire::txt(Bytes{5, 'a', 'b'}).has_value());
-  EXPECT_FALSE(wire::txt(Bytes{1, 'a', 3, 'b'}).has_value());
-  EXPECT_FALSE(wire::txt(Bytes{255}).has_value());
-}
-
-TEST(UnboundWire, MxDecodesTheExchangeName) {
-  Bytes rdata = {0,   10,  3,   'M', 'X', '1', 7,   'E', 'x', 'a',
-                 'm', 'p', 'l', 'e', 3,   'N', 'e', 't', 0};
-  auto record = wire::mx(rdata);
-  ASSERT_TRUE(record.has_value()) << record.error();
-  EXPECT_EQ(record->preference, 10);
-  EXPECT_EQ(record->host, "mx1.example.net");
-
-  // RFC 7505 null MX: the root name.
-  auto null_mx = wire::mx(Bytes{0, 0, 0});
-  ASSERT_TRUE(null_mx.has_value());
-  EXPECT_EQ(null_mx->host, "");
-
-  // Preference is big-endian.
-  auto high = wire::mx(Bytes{1, 2, 1, 'a', 0});
-  ASSERT_TRUE(high.has_value());
-  EXPECT_EQ(high->preference, 258);
-}
-
-TEST(UnboundWire, MalformedMxIsAnError) {
-  EXPECT_FALSE(wire::mx(Bytes{}).has_value());
-  EXPECT_FALSE(wire::mx(Bytes{0, 10}).has_value());
-  EXPECT_FALSE(wire::mx(Bytes{0, 10, 3, 'm', 'x'}).has_value());     // label past the end
-  EXPECT_FALSE(wire::mx(Bytes{0, 10, 2, 'm', 'x'}).has_value());     // no root label
-  EXPECT_FALSE(wire::mx(Bytes{0, 10, 0xC0, 0x0C}).has_value());      // compression pointer
-  EXPECT_FALSE(wire::mx(Bytes{0, 10, 64}).has_value());              // label too long
-  EXPECT_FALSE(wire::mx(Bytes{0, 10, 1, 'a', 0, 'x'}).has_value());  // trailing octets
-  Bytes too_long = {0, 10};
-  for (int i = 0; i < 5; ++i) {
-    too_long.push_back(63);
-    too_long.insert(too_long.end(), 63, 'a');
-  }
-  too_long.push_back(0);
-  EXPECT_FALSE(wire::mx(too_long).has_value());  // > 255 octets
-}
-
-TEST(UnboundWire, OddBytesInNamesAreEscaped) {
-  auto name = wire::name(Bytes{3, 'a', '.', 0x01, 0});
-  ASSERT_TRUE(name.has_value());
-  EXPECT_EQ(*name, "a\\046\\001");
-}
-
-TEST(UnboundWire, Addresses) {
-  EXPECT_EQ(wire::a(Bytes{192, 0, 2, 1}).value_or(""), "192.0.2.1");
-  Bytes v6(16, 0);
-  v6[0] = 0x20;
-  v6[1] = 0x01;
-  v6[2] = 0x0d;
-  v6[3] = 0xb8;
-  v6[15] = 1;
-  EXPECT_EQ(wire::aaaa(v6).value_or(""), "2001:db8::1");
-  EXPECT_FALSE(wire::a(Bytes{1, 2, 3}).has_value());
-  EXPECT_FALSE(wire::a(Bytes{1, 2, 3, 4, 5}).has_value());
-  EXPECT_FALSE(wire::aaaa(Bytes{1, 2, 3, 4}).has_value());
-}
-
-TEST(UnboundWire, Tlsa) {
-  auto record = wire::tlsa(Bytes{3, 1, 1, 0xAB, 0xCD});
-  ASSERT_TRUE(record.has_value());
-  EXPECT_EQ(record->usage, 3);
-  EXPECT_EQ(record->selector, 1);
-  EXPECT_EQ(record->matching_type, 1);
-  EXPECT_EQ(record->data, (Bytes{0xAB, 0xCD}));
-  EXPECT_FALSE(wire::tlsa(Bytes{3, 1, 1}).has_value());
-}
 
 // ---------------------------------------------------------------------------------------------
 // Against the test world.
