@@ -55,10 +55,10 @@ struct Timing {
   // from costing a query per delivery, the cap bounds how long a changed id goes unseen.
   std::int64_t txt_min_ttl = 1;
   std::int64_t txt_max_ttl = 3600;
-  std::int64_t negative_ttl = 3600;  // remember "no MTA-STS here" this long
-  std::int64_t dns_retry = 60;       // after a temporary DNS failure or a failed fetch, look at
-                                     // DNS again no sooner than this
-  std::int64_t fetch_backoff_min = 300;    // first pause after a failed fetch (STS-23: >= 5 min)
+  std::int64_t negative_ttl = 3600;      // remember "no MTA-STS here" this long
+  std::int64_t dns_retry = 60;           // after a temporary DNS failure or a failed fetch, look at
+                                         // DNS again no sooner than this
+  std::int64_t fetch_backoff_min = 300;  // first pause after a failed fetch (STS-23: >= 5 min)
   std::int64_t fetch_backoff_max = 21600;  // the doubling pause stops growing here
 };
 

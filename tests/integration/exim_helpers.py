@@ -232,6 +232,28 @@ def exim_escape(text: str) -> str:
     return "".join(out)
 
 
+# getmta D H for every H (issue 10; RFC 8461 §4.1 and Appendix B): H comes from an MX record
+# someone else published, so every face matches it and never refuses it. enforce.example allows
+# mx1.enforce.example and *.mail.enforce.example. (H, answer for enforce.example); none of them
+# holds a blank or is empty, so the readsocket line protocol can carry them too.
+WEIRD_MX_HOSTS = [
+    (".mail.enforce.example", "0"),                  # the wildcard label is never empty
+    ("mx1.enforce.example..", "0"),                  # only one root dot is stripped
+    ("mx_1.mail.enforce.example", ""),               # one label under *., whatever its octets
+    ("MX_1.Mail.Enforce.Example.", ""),
+    ("mx_1.enforce.example", "0"),
+    ("-mx.mail.enforce.example", ""),
+    ("-mx1.enforce.example", "0"),
+    ("mx-.mail.enforce.example", ""),
+    ("x" * 64 + ".mail.enforce.example", ""),
+    ("x" * 64 + ".enforce.example", "0"),
+    ("com", "0"),                                    # one label
+    ("*.mail.enforce.example", ""),                  # App. B: equal to a pattern
+    ("*.enforce.example", "0"),
+    ("[192.0.2.1]", "0"),
+]
+
+
 # --------------------------------------------------------------------------------------------
 # The test world (tests/world/world.py), started through its documented command line so it can
 # run inside a network namespace too.

@@ -21,7 +21,8 @@ Timing daily_timing() {
   return timing;
 }
 const Timing kTiming = daily_timing();
-const RefreshTiming kRefresh{};  // ahead 600 s, retry_max 1 h, drop unused after 30 d, TTL window 1 d
+const RefreshTiming
+    kRefresh{};  // ahead 600 s, retry_max 1 h, drop unused after 30 d, TTL window 1 d
 
 // A policy fetched at `fetched` with `max_age`, checked at `checked`, due again at `next`.
 CacheEntry entry_with_policy(Mode mode, std::int64_t fetched, std::int64_t max_age,
@@ -159,8 +160,8 @@ std::vector<Row> rows() {
     // RFC 8461 §8.1: due because the TXT answer's TTL (300 s) runs out at T0 + 1 d + 300.
     CacheEntry entry = entry_with_policy(Mode::enforce, 0, 7 * kDay, kDay, kDay + 300);
     entry.txt_expires_at = entry.next_check;
-    out.push_back(row("TXT TTL re-check of a domain in use: just after the TTL, no lead",
-                      entry, used_at(kDay - 200), kDay + 10, 0.9, kRefresh,
+    out.push_back(row("TXT TTL re-check of a domain in use: just after the TTL, no lead", entry,
+                      used_at(kDay - 200), kDay + 10, 0.9, kRefresh,
                       {RefreshAction::refresh, kDay + 301}));
     out.push_back(row("TXT TTL re-check: used just under ttl_window ago", entry, used_at(11),
                       kDay + 10, 0.0, kRefresh, {RefreshAction::refresh, kDay + 301}));
@@ -177,11 +178,11 @@ std::vector<Row> rows() {
     short_ttl.txt_expires_at = short_ttl.next_check;
     out.push_back(row("TXT TTL 1 s: still never twice within dns_retry", short_ttl, again, kDay,
                       0.0, kRefresh, {RefreshAction::refresh, kDay + 60}));
-    CacheEntry refresh_due = entry_with_policy(Mode::enforce, 0, 7 * kDay, 3 * kDay + 43000,
-                                               3 * kDay + kDay / 2);
+    CacheEntry refresh_due =
+        entry_with_policy(Mode::enforce, 0, 7 * kDay, 3 * kDay + 43000, 3 * kDay + kDay / 2);
     refresh_due.txt_expires_at = kT0 + 3 * kDay + kDay / 2 + 100;
-    out.push_back(row("TTL beyond refresh_from: the same-id fetch is what is due",
-                      refresh_due, used_at(3 * kDay), 3 * kDay + 43000, 0.0, kRefresh,
+    out.push_back(row("TTL beyond refresh_from: the same-id fetch is what is due", refresh_due,
+                      used_at(3 * kDay), 3 * kDay + 43000, 0.0, kRefresh,
                       {RefreshAction::refresh, 3 * kDay + kDay / 2}));
   }
   {

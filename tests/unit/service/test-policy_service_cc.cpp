@@ -94,7 +94,8 @@ TEST_F(PolicyServiceTest, txt_ttl_decides_when_the_id_is_rechecked) {
   EXPECT_EQ(same.entry->txt_expires_at, kT0 + 60);
 
   resolver.set_txt("_mta-sts.example.com", {"v=STSv1; id=def"}, 0);
-  fetcher.bodies["example.com"] = "version: STSv1\nmode: enforce\nmx: new.example.net\nmax_age: 86400\n";
+  fetcher.bodies["example.com"] =
+      "version: STSv1\nmode: enforce\nmx: new.example.net\nmax_age: 86400\n";
   now += 30;
   LookupResult changed = lookup("example.com");
   EXPECT_EQ(fetcher.fetches["example.com"], 2);
