@@ -14,30 +14,12 @@
 #include "core/domain.hpp"
 #include "service/cached_answers.hpp"
 #include "service/engine.hpp"
+#include "service/wiring.hpp"
 
 namespace mtasts::daemon {
 namespace {
 
 using namespace boost::asio::experimental::awaitable_operators;
-
-dns::UnboundOptions resolver_options(const Config& config) {
-  dns::UnboundOptions options;
-  options.servers = config.resolvers;
-  if (!config.trust_anchor_file.empty()) options.trust_anchor_file = config.trust_anchor_file;
-  options.timeout = config.dns_timeout;
-  // Many lookups run at once here; a few domains with dead DNS must not hold every query slot.
-  options.max_outstanding_queries = 4096;
-  return options;
-}
-
-https::BeastPolicyFetcherOptions fetcher_options(const Config& config) {
-  https::BeastPolicyFetcherOptions options;
-  options.port = config.https_port;
-  if (!config.ca_file.empty()) options.ca_file = config.ca_file;
-  options.timeout = config.fetch_timeout;
-  options.max_body = config.max_policy_bytes;
-  return options;
-}
 
 }  // namespace
 
@@ -76,7 +58,7 @@ Backend::Backend(asio::any_io_executor executor, const Config& config,
       logger_(logger),
       lookups_(std::move(lookups)),
       activity_(std::move(activity)),
-      resolver_(executor, resolver_options(config)),
+      resolver_(executor, resolver_options(config, Concurrency::many_lookups)),
       fetcher_(resolver_, fetcher_options(config)),
       counting_fetcher_(fetcher_, activity_->metrics),
       service_(executor, *store_, resolver_, counting_fetcher_, system_now, service_options(config),

@@ -38,18 +38,7 @@ std::optional<Error> read_resolvers(const toml::table& table, std::string_view s
   const toml::node* node = table.get("resolver");
   if (node == nullptr) return std::nullopt;
   std::vector<std::string> texts;
-  if (const auto* single = node->as_string()) {
-    texts.push_back(single->get());
-  } else if (const auto* list = node->as_array()) {
-    for (const toml::node& item : *list) {
-      const auto* text = item.as_string();
-      if (text == nullptr)
-        return config_error(source, item.source(), "resolver", "expected strings");
-      texts.push_back(text->get());
-    }
-  } else {
-    return config_error(source, node->source(), "resolver", "expected a string or an array");
-  }
+  if (auto error = detail::read_string_list(table, source, "resolver", texts)) return error;
   out.clear();
   for (const std::string& text : texts) {
     auto parsed = parse_resolver_address(text);

@@ -75,17 +75,7 @@ std::optional<Error> read_listen(const toml::table& table, std::string_view sour
   const toml::node* node = table.get(key);
   if (node == nullptr) return std::nullopt;
   std::vector<std::string> texts;
-  if (const auto* single = node->as_string()) {
-    texts.push_back(single->get());
-  } else if (const auto* list = node->as_array()) {
-    for (const toml::node& item : *list) {
-      const auto* text = item.as_string();
-      if (text == nullptr) return config_error(source, item.source(), key, "expected strings");
-      texts.push_back(text->get());
-    }
-  } else {
-    return config_error(source, node->source(), key, "expected a string or an array");
-  }
+  if (auto error = detail::read_string_list(table, source, key, texts)) return error;
   for (const std::string& text : texts) {
     auto parsed = parse_listen_address(text);
     if (!parsed) return config_error(source, node->source(), key, parsed.error().reason);

@@ -12,6 +12,7 @@
 #include "adapters/https/beast_policy_fetcher.hpp"
 #include "adapters/store/lmdb_store.hpp"
 #include "service/cached_answers.hpp"
+#include "service/wiring.hpp"
 
 namespace mtasts {
 
@@ -50,26 +51,10 @@ class NetworkIo : public asio::io_context {
 // (which abandons its half-done work with it).
 struct Engine::Network {
   Network(const Config& config, store::PolicyStore& store, std::shared_ptr<spdlog::logger> logger)
-      : resolver(io.get_executor(), resolver_options(config)),
+      : resolver(io.get_executor(), resolver_options(config, Concurrency::one_lookup)),
         fetcher(resolver, fetcher_options(config)),
         service(io.get_executor(), store, resolver, fetcher, system_now, service_options(config),
                 std::move(logger)) {}
-
-  static dns::UnboundOptions resolver_options(const Config& config) {
-    dns::UnboundOptions options;
-    options.servers = config.resolvers;
-    if (!config.trust_anchor_file.empty()) options.trust_anchor_file = config.trust_anchor_file;
-    options.timeout = config.dns_timeout;
-    return options;
-  }
-  static https::BeastPolicyFetcherOptions fetcher_options(const Config& config) {
-    https::BeastPolicyFetcherOptions options;
-    options.port = config.https_port;
-    if (!config.ca_file.empty()) options.ca_file = config.ca_file;
-    options.timeout = config.fetch_timeout;
-    options.max_body = config.max_policy_bytes;
-    return options;
-  }
 
   ~Network() { io.drop_pending_work(); }
   Network(const Network&) = delete;

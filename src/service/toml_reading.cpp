@@ -87,4 +87,24 @@ std::optional<Error> check_keys(const toml::table& table, std::string_view sourc
   return std::nullopt;
 }
 
+std::optional<Error> read_string_list(const toml::table& table, std::string_view source,
+                                      std::string_view key, std::vector<std::string>& out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  std::vector<std::string> texts;
+  if (const auto* single = node->as_string()) {
+    texts.push_back(single->get());
+  } else if (const auto* list = node->as_array()) {
+    for (const toml::node& item : *list) {
+      const auto* text = item.as_string();
+      if (text == nullptr) return config_error(source, item.source(), key, "expected strings");
+      texts.push_back(text->get());
+    }
+  } else {
+    return config_error(source, node->source(), key, "expected a string or an array");
+  }
+  out = std::move(texts);
+  return std::nullopt;
+}
+
 }  // namespace mtasts::detail

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -57,6 +58,10 @@ std::optional<Error> read_choice(const toml::table& table, std::string_view sour
                                  std::initializer_list<std::string_view> allowed, std::string& out);
 
 // true or false; absent keys leave `out` untouched.
+// `key` as a string or an array of strings (out: each string; untouched when `key` is absent).
+std::optional<Error> read_string_list(const toml::table& table, std::string_view source,
+                                      std::string_view key, std::vector<std::string>& out);
+
 std::optional<Error> read_bool(const toml::table& table, std::string_view source,
                                std::string_view key, bool& out);
 
