@@ -22,7 +22,7 @@ from client import World
 from test_daemon_cdb import cdb_read
 from test_daemon_protocols import socketmap_ask
 
-TTL = 3  # seconds: short enough for a test, long enough that answers within it are cached
+TTL = 5  # seconds: short enough for a test, long enough that answers within it are cached
 MODULE = eh.module_path()
 
 
