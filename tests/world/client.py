@@ -41,6 +41,14 @@ class World:
         self.process = None
         self.info = None
 
+    @classmethod
+    def attach(cls, info):
+        """A handle on a world started elsewhere (its world.json as `info`), for the control
+        API; it does not stop that world."""
+        world = cls()
+        world.info = info
+        return world
+
     # -- lifecycle
     def start(self):
         if self._own_dir:
