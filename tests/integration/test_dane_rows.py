@@ -300,7 +300,9 @@ def test_dane_state_is_cached_and_shown_per_mx(cli):
     second = cached.answers(f"usable.{ZONE}")
     assert (first.getmta, second.getmta) == ("dane", "dane")
     assert second.source == "cache"
-    assert cli.world.dns_queries() == []
+    # No query about this domain (a slow world may still log a late one of an earlier test).
+    asked = [q for q in cli.world.dns_queries() if q["name"].endswith(f"usable.{ZONE}")]
+    assert asked == [], asked
     dane = second.query["entry"]["dane"]
     assert dane["expires_at"] - dane["checked_at"] == 60
     text = cached.cli("query", f"usable.{ZONE}").stdout
