@@ -71,6 +71,20 @@ layout::Decoded round_trip(const CacheEntry& entry) {
   return layout::decode(raw_of(*encoded));
 }
 
+// `entry` encoded, its extras JSON changed by `change`, and decoded again: what a record
+// written by another version, or damaged, reads back as.
+template <class Change>
+layout::Decoded decode_with_extras(const CacheEntry& entry, Change change) {
+  auto encoded = layout::encode(entry);
+  EXPECT_TRUE(encoded) << encoded.error().reason;
+  if (!encoded) return {};
+  auto& text = encoded->values[static_cast<std::size_t>(layout::Field::extras)];
+  json extras = json::parse(*text);
+  change(extras);
+  text = extras.dump();
+  return layout::decode(raw_of(*encoded));
+}
+
 struct RoundTripRow {
   const char* name;
   CacheEntry entry;
@@ -404,14 +418,8 @@ TEST(LmdbLayoutTxtTtl, txt_expires_at_round_trips) {
 // A policy cached by a version that re-checked ids only daily has no txt_expires_at: the next
 // lookup consults DNS at once instead of trusting a next_check up to a day away.
 TEST(LmdbLayoutTxtTtl, policy_from_before_the_ttl_was_kept_is_rechecked_at_once) {
-  CacheEntry entry = enforce_entry();
-  auto encoded = layout::encode(entry);
-  ASSERT_TRUE(encoded);
-  auto& extras_text = encoded->values[static_cast<std::size_t>(layout::Field::extras)];
-  json extras = json::parse(*extras_text);
-  extras.erase("txt_expires_at");
-  extras_text = extras.dump();
-  layout::Decoded decoded = layout::decode(raw_of(*encoded));
+  auto without_ttl = [](json& extras) { extras.erase("txt_expires_at"); };
+  layout::Decoded decoded = decode_with_extras(enforce_entry(), without_ttl);
   ASSERT_TRUE(decoded.entry.has_value());
   ASSERT_TRUE(decoded.entry->policy.has_value());
   EXPECT_EQ(decoded.entry->next_check, 0);
@@ -420,25 +428,13 @@ TEST(LmdbLayoutTxtTtl, policy_from_before_the_ttl_was_kept_is_rechecked_at_once)
   CacheEntry negative;  // no policy: nothing to re-check early
   negative.checked_at = kT0;
   negative.next_check = kT0 + 3600;
-  auto plain = layout::encode(negative);
-  ASSERT_TRUE(plain);
-  auto& plain_text = plain->values[static_cast<std::size_t>(layout::Field::extras)];
-  json plain_extras = json::parse(*plain_text);
-  plain_extras.erase("txt_expires_at");
-  plain_text = plain_extras.dump();
-  EXPECT_EQ(layout::decode(raw_of(*plain)).entry->next_check, kT0 + 3600);
+  EXPECT_EQ(decode_with_extras(negative, without_ttl).entry->next_check, kT0 + 3600);
 }
 
 TEST(LmdbLayoutTxtTtl, malformed_txt_expires_at_is_a_problem) {
-  CacheEntry entry = enforce_entry();
   for (const char* bad : {"-5", "\"soon\"", "1e300", "true"}) {
-    auto encoded = layout::encode(entry);
-    ASSERT_TRUE(encoded);
-    auto& extras_text = encoded->values[static_cast<std::size_t>(layout::Field::extras)];
-    json extras = json::parse(*extras_text);
-    extras["txt_expires_at"] = json::parse(bad);
-    extras_text = extras.dump();
-    layout::Decoded decoded = layout::decode(raw_of(*encoded));
+    layout::Decoded decoded = decode_with_extras(
+        enforce_entry(), [bad](json& extras) { extras["txt_expires_at"] = json::parse(bad); });
     EXPECT_FALSE(decoded.problems.empty()) << bad;
     ASSERT_TRUE(decoded.entry.has_value()) << bad;
     EXPECT_EQ(decoded.entry->next_check, 0) << bad;
@@ -454,15 +450,7 @@ namespace {
 // Found by fuzz/fuzz_lmdb_layout.cpp: what reads back must be what encode() would write, and a
 // problem line stays one line whatever the stored key names hold.
 TEST(LmdbLayoutFuzzFindings, malformed_extras_never_read_back_as_something_unwritable) {
-  auto with_extras = [](auto change) {
-    auto encoded = layout::encode(enforce_entry());
-    EXPECT_TRUE(encoded);
-    auto& text = encoded->values[static_cast<std::size_t>(layout::Field::extras)];
-    json extras = json::parse(*text);
-    change(extras);
-    text = extras.dump();
-    return layout::decode(raw_of(*encoded));
-  };
+  auto with_extras = [](auto change) { return decode_with_extras(enforce_entry(), change); };
   // A nested value under a key holding a line break: one problem line, the break quoted.
   layout::Decoded nested = with_extras([](json& e) { e["a\nb"] = json::object(); });
   ASSERT_EQ(nested.problems.size(), 1u);
