@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "adapters/store/lmdb_env.hpp"
+#include "adapters/store/lmdb_database.hpp"
 #include "adapters/store/lmdb_layout.hpp"
 #include "adapters/store/policy_store.hpp"
 

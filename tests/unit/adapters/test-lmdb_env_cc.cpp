@@ -1,6 +1,7 @@
 // lmdb::Environment / lmdb::Database in bad environments: the lock file's blocks allocated before
-// LMDB maps it (a full file system is an error, never SIGBUS), and reading without write access
-// to the lock file (private copies, never the shared file without a reader slot).
+// LMDB maps it (a full file system is an error, never SIGBUS), reading without write access to
+// the lock file (private copies, never the shared file without a reader slot), and a second
+// write transaction on one thread (refused, never a deadlock).
 //
 // Permissions bind only an unprivileged user and a small file system needs mount(2), so those
 // tests run as root (a forked child drops to nobody) and are skipped otherwise. Each scenario
@@ -15,21 +16,28 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <expected>
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
+
+#include "adapters/store/lmdb_database.hpp"
+#include "adapters/store/lmdb_files.hpp"
 
 namespace mtasts::store::lmdb {
 namespace {
@@ -532,6 +540,235 @@ TEST_F(LmdbUnwritableLockFile, UnreadableDataFileIsNamedNotTheLockFile) {
                 },
                 true),
             "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// One write transaction per thread and environment: liblmdb's writer mutex is not recursive, so
+// a second mdb_txn_begin on the thread holding it would wait for itself forever. Each scenario
+// runs in a forked child under alarm(): a deadlock fails the test (SIGALRM) instead of hanging.
+
+constexpr unsigned kDeadlockSeconds = 10;
+
+std::string within_deadline(const std::function<std::string()>& fn) {
+  return in_child([&]() -> std::string {
+    ::alarm(kDeadlockSeconds);
+    return fn();
+  });
+}
+
+std::expected<std::shared_ptr<Environment>, int> open_environment(const std::string& path) {
+  return Environment::open(path, LmdbOptions{}, nullptr);
+}
+
+// The value of `key` as a new read transaction sees it, or what went wrong.
+std::string read_back(Environment& env, std::string_view key) {
+  auto txn = env.begin_read();
+  if (!txn) return "begin_read: " + describe(txn.error());
+  auto value = txn->get(key);
+  if (!value) return "get: " + describe(value.error());
+  return *value ? std::string(**value) : "(absent)";
+}
+
+TEST(LmdbWriteTxnPerThread, SecondWriteOnTheSameThreadIsRefusedWithItsReason) {
+  TempDir dir;
+  const std::string path = dir.file("cache.mdb");
+  EXPECT_EQ(within_deadline([&]() -> std::string {
+              auto env = open_environment(path);
+              if (!env) return "open: " + describe(env.error());
+              auto first = (*env)->begin_write();
+              if (!first) return "first begin_write: " + describe(first.error());
+              for (int attempt = 0; attempt < 2; ++attempt) {  // a refusal changes nothing
+                auto second = (*env)->begin_write();
+                if (second) return "a second write transaction on the same thread";
+                if (second.error() != EDEADLK) {
+                  return "refused with " + describe(second.error()) + ", expected EDEADLK";
+                }
+              }
+              // The first one is untouched: it still writes and commits.
+              if (auto stored = first->put("k", "v1"); !stored) return describe(stored.error());
+              if (auto committed = first->commit(); !committed) {
+                return "commit: " + describe(committed.error());
+              }
+              return read_back(**env, "k") == "v1" ? "" : "the first write was lost";
+            }),
+            "");
+}
+
+TEST(LmdbWriteTxnPerThread, NewWriteWorksOnceTheFirstEnds) {
+  struct Row {
+    const char* name;
+    // Ends the transaction in `txn` (and resets it); returns "" or what went wrong.
+    std::function<std::string(std::optional<WriteTxn>&)> end;
+    const char* expected;  // the value of "k" afterwards
+  };
+  const std::vector<Row> rows = {
+      {"committed",
+       [](std::optional<WriteTxn>& txn) -> std::string {
+         auto committed = txn->commit();
+         txn.reset();  // a committed WriteTxn's destructor does nothing more
+         return committed ? "" : "commit: " + describe(committed.error());
+       },
+       "v1"},
+      {"aborted by its destructor",
+       [](std::optional<WriteTxn>& txn) -> std::string {
+         txn.reset();
+         return "";
+       },
+       "(absent)"},
+      {"moved to a new owner, which commits",
+       [](std::optional<WriteTxn>& txn) -> std::string {
+         WriteTxn owner(std::move(*txn));
+         txn.reset();  // the moved-from one must not release the new owner's claim
+         auto committed = owner.commit();
+         return committed ? "" : "commit: " + describe(committed.error());
+       },
+       "v1"},
+      {"moved to a new owner, which aborts",
+       [](std::optional<WriteTxn>& txn) -> std::string {
+         { WriteTxn owner(std::move(*txn)); }
+         txn.reset();
+         return "";
+       },
+       "(absent)"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    TempDir dir;
+    const std::string path = dir.file("cache.mdb");
+    EXPECT_EQ(within_deadline([&]() -> std::string {
+                auto env = open_environment(path);
+                if (!env) return "open: " + describe(env.error());
+                std::optional<WriteTxn> txn;
+                {
+                  auto first = (*env)->begin_write();
+                  if (!first) return "first begin_write: " + describe(first.error());
+                  txn.emplace(std::move(*first));
+                }
+                if (auto stored = txn->put("k", "v1"); !stored) return describe(stored.error());
+                if (std::string ended = row.end(txn); !ended.empty()) return ended;
+                if (const std::string value = read_back(**env, "k"); value != row.expected) {
+                  return fmt::format("k is {}, expected {}", value, row.expected);
+                }
+                auto next = (*env)->begin_write();
+                if (!next) return "begin_write after the first ended: " + describe(next.error());
+                if (auto stored = next->put("k", "v2"); !stored) return describe(stored.error());
+                if (auto committed = next->commit(); !committed) {
+                  return "commit: " + describe(committed.error());
+                }
+                return read_back(**env, "k") == "v2" ? "" : "the second write was lost";
+              }),
+              "");
+  }
+}
+
+TEST(LmdbWriteTxnPerThread, AnotherThreadWaitsForTheWriteAndGetsItOnceItEnds) {
+  TempDir dir;
+  const std::string path = dir.file("cache.mdb");
+  EXPECT_EQ(within_deadline([&]() -> std::string {
+              auto env = open_environment(path);
+              if (!env) return "open: " + describe(env.error());
+              auto first = (*env)->begin_write();
+              if (!first) return "first begin_write: " + describe(first.error());
+              if (auto stored = first->put("k", "v1"); !stored) return describe(stored.error());
+              std::atomic<bool> began{false};
+              std::string other;  // what the other thread saw, written before `began`
+              std::thread thread([&] {
+                auto txn = (*env)->begin_write();  // waits for the first one
+                if (!txn) {
+                  other = "refused: " + describe(txn.error());
+                } else {
+                  auto value = txn->get("k");
+                  other = value && *value ? std::string(**value) : "(absent)";
+                  if (auto stored = txn->put("k", "v2"); !stored) other = "put failed";
+                  if (auto committed = txn->commit(); !committed) other = "commit failed";
+                }
+                began = true;
+              });
+              std::this_thread::sleep_for(std::chrono::milliseconds(200));
+              const bool began_too_early = began.load();
+              auto committed = first->commit();
+              thread.join();
+              if (began_too_early)
+                return "the other thread began while the first was open: " + other;
+              if (!committed) return "commit: " + describe(committed.error());
+              if (other != "v1") return "the other thread saw " + other + ", expected v1";
+              if (read_back(**env, "k") != "v2") return "the other thread's write was lost";
+              // And this thread may write again.
+              auto again = (*env)->begin_write();
+              return again ? "" : "begin_write afterwards: " + describe(again.error());
+            }),
+            "");
+}
+
+TEST(LmdbWriteTxnPerThread, ReadOnTheThreadHoldingTheWriteSeesTheLastCommit) {
+  // MDB_NOTLS: a thread may hold read transactions beside its write transaction, and they read
+  // the last committed state, not the write's changes (liblmdb's rule, kept as is).
+  TempDir dir;
+  const std::string path = dir.file("cache.mdb");
+  EXPECT_EQ(within_deadline([&]() -> std::string {
+              auto env = open_environment(path);
+              if (!env) return "open: " + describe(env.error());
+              {
+                auto txn = (*env)->begin_write();
+                if (!txn) return describe(txn.error());
+                if (auto stored = txn->put("k", "v1"); !stored) return describe(stored.error());
+                if (auto committed = txn->commit(); !committed) return "commit";
+              }
+              auto write = (*env)->begin_write();
+              if (!write) return describe(write.error());
+              if (auto stored = write->put("k", "v2"); !stored) return describe(stored.error());
+              if (const std::string seen = read_back(**env, "k"); seen != "v1") {
+                return "a read beside the write saw " + seen + ", expected v1";
+              }
+              if (auto committed = write->commit(); !committed) return "commit";
+              return read_back(**env, "k") == "v2" ? "" : "the write was lost";
+            }),
+            "");
+}
+
+TEST(LmdbWriteTxnPerThread, WritesOnTwoFilesAtOnceAreAllowed) {
+  // The guard is per environment: two files have two writer locks.
+  TempDir dir;
+  EXPECT_EQ(within_deadline([&]() -> std::string {
+              auto a = open_environment(dir.file("a.mdb"));
+              auto b = open_environment(dir.file("b.mdb"));
+              if (!a || !b) return "open failed";
+              auto write_a = (*a)->begin_write();
+              auto write_b = (*b)->begin_write();
+              if (!write_a || !write_b) return "a write on the second file was refused";
+              return write_b->commit() && write_a->commit() ? "" : "commit failed";
+            }),
+            "");
+}
+
+TEST(LmdbWriteTxnPerThread, DatabaseWriteInsideAWriteCallbackIsAStoreError) {
+  TempDir dir;
+  const std::string path = dir.file("cache.mdb");
+  EXPECT_EQ(
+      within_deadline([&]() -> std::string {
+        Database db(path, LmdbOptions{});
+        std::optional<Error> nested;
+        auto written = db.write([&](WriteTxn& txn) -> int {
+          auto inner = db.write([](WriteTxn& inner_txn) -> int {
+            auto stored = inner_txn.put("inner", "x");
+            return stored ? MDB_SUCCESS : stored.error();
+          });
+          if (!inner) nested = inner.error();
+          auto stored = txn.put("outer", "y");
+          return stored ? MDB_SUCCESS : stored.error();
+        });
+        if (!written) return "the outer write failed: " + written.error().reason;
+        if (!nested) return "the nested write was not refused";
+        if (nested->category != ErrorCategory::store ||
+            nested->reason.find(path) == std::string::npos ||
+            nested->reason.find("second write transaction on this thread") == std::string::npos) {
+          return "unclear error: " + nested->reason;
+        }
+        if (get(db, "outer") != "y") return "the outer write was lost";
+        if (get(db, "inner").has_value()) return "the nested write happened";
+        return put(db, "after", "z") == 0 ? "" : "cannot write afterwards";
+      }),
+      "");
 }
 
 }  // namespace
