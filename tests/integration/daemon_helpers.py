@@ -7,14 +7,13 @@
 - `Clock`: libfaketime driven through a timestamp file (FAKETIME_TIMESTAMP_FILE), so a test
   moves the daemon's wall clock while it runs. Only CLOCK_REALTIME is faked
   (FAKETIME_DONT_FAKE_MONOTONIC=1): the daemon's timers keep real time, its Unix seconds jump.
-- Policies: `publish`, `policy`, and a cache reader through `mtasts dump --json`.
+- Policies: `publish` (a policy for the domain's one MX), `gets` and `txt_queries` (from
+  sts_helpers), and a cache reader through `mtasts dump --json`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import pytest
 
 import exim_helpers as eh
+import sts_helpers as sh
+from sts_helpers import gets, sts_txt_queries as txt_queries  # noqa: F401  (re-exported)
 from test_daemon_protocols import exim_ask, free_port  # noqa: F401  (re-exported for tests)
 
 DAEMON = eh.build_dir() / "src" / "daemon" / "mtastsd"
@@ -34,13 +35,12 @@ def require_daemon() -> None:
 
 
 def faketime_library() -> str:
-    for directory in ("/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime",
-                      "/usr/lib/faketime"):
-        candidate = os.path.join(directory, "libfaketimeMT.so.1")
-        if os.path.exists(candidate):
-            return candidate
-    pytest.fail("libfaketime is not installed (apt-get install libfaketime; "
-                "scripts/install-deps.sh installs it)")
+    """libfaketimeMT (mtastsd has threads); fails when libfaketime is not installed."""
+    library = eh.faketime_library("libfaketimeMT.so.1")
+    if library is None:
+        pytest.fail("libfaketime is not installed (apt-get install libfaketime; "
+                    "scripts/install-deps.sh installs it)")
+    return library
 
 
 class Clock:
@@ -84,22 +84,11 @@ class Mtastsd:
         self.cache = self.dir / "cache.mdb"
         self.config = self.dir / "mtasts.toml"
         self.log_path = self.dir / "mtastsd.log"
-        self.config.write_text("\n".join([
-            f"cache = {eh.toml_string(str(self.cache))}",
-            f"resolver = [{eh.toml_string(world.dns)}]",
-            f"ca_file = {eh.toml_string(world.ca_file)}",
-            f"https_port = {int(world.https_port)}",
-            "dns_timeout_ms = 2000",
-            f"fetch_timeout_ms = {fetch_timeout_ms}",
-            "lookup_timeout_ms = 6000",
-            'log_level = "debug"',
-            top_keys,
-            "[daemon]",
-            f"exim_socket = {eh.toml_string(str(self.exim_path))}",
-            'socketmap_socket = ""',
-            'socket_mode = "0666"',
-            daemon_keys,
-        ]) + "\n")
+        daemon = [f"exim_socket = {eh.toml_string(str(self.exim_path))}",
+                  'socketmap_socket = ""', 'socket_mode = "0666"', daemon_keys]
+        eh.write_mtasts_config(self.config, cache=self.cache, world=world, strict=None,
+                               fetch_timeout_ms=fetch_timeout_ms, log_target=None,
+                               extra=top_keys, daemon=daemon)
         env = eh.exim_env(clock.env() if clock else None)
         self.proc = subprocess.Popen([str(DAEMON), "--config", str(self.config)],
                                      stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,
@@ -134,13 +123,7 @@ class Mtastsd:
         return json.loads(p.stdout)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        eh.terminate(self.proc, 30)
         assert "Sanitizer" not in self.log(), self.log()
         return self.proc.returncode
 
@@ -156,28 +139,9 @@ def wait_for(predicate, timeout: float = 15, interval: float = 0.1, what: str = 
         time.sleep(interval)
 
 
-def policy(mode: str = "enforce", mx=(), max_age: int = 4 * DAY) -> str:
-    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), f"max_age: {max_age}"]
-    return "\n".join(lines) + "\n"
-
-
 def publish(world, domain: str, *, policy_id: str = "v1", mode: str = "enforce",
             max_age: int = 4 * DAY, ttl: int | None = None, **https) -> None:
-    """_mta-sts.<domain> TXT with `policy_id` (and `ttl`, else the world's 0) and the policy
-    host mta-sts.<domain>."""
-    txt = {"TXT": [[f"v=STSv1; id={policy_id};"]]}
-    if ttl is not None:
-        txt["ttl"] = ttl
-    world.set_dns(f"_mta-sts.{domain}", txt)
+    """sts_helpers.publish() of a policy allowing mx1.<domain>, the domain's one MX."""
     world.set_dns(domain, {"MX": [[10, f"mx1.{domain}"]]})
-    spec = {"body": policy(mode, [f"mx1.{domain}"], max_age)}
-    spec.update(https)
-    world.set_https(f"mta-sts.{domain}", spec)
-
-
-def gets(world, domain: str) -> list[dict]:
-    return world.https_requests(f"mta-sts.{domain}")
-
-
-def txt_queries(world, domain: str) -> list[dict]:
-    return world.dns_queries(f"_mta-sts.{domain}", "TXT")
+    sh.publish(world, domain, policy_id=policy_id, ttl=ttl,
+               body=sh.policy(mode, [f"mx1.{domain}"], max_age), **https)

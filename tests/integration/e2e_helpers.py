@@ -230,15 +230,6 @@ class E2EWorld:
         return json.loads(r.stdout)
 
 
-def faketime_library() -> str | None:
-    for directory in ("/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime",
-                      "/usr/lib/faketime", "/usr/local/lib/faketime"):
-        candidate = Path(directory) / "libfaketime.so.1"
-        if candidate.exists():
-            return str(candidate)
-    return None
-
-
 def workdir(prefix: str) -> Path:
     """A scratch directory every MTA user can traverse (pytest's tmp dirs are 0700 root)."""
     d = Path(tempfile.mkdtemp(prefix=prefix))

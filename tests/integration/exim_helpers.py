@@ -1,4 +1,7 @@
-"""Helpers and fixtures for the Exim integration tests (test_exim_*.py) and bench/exim_bench.py.
+"""Helpers and fixtures for the Exim integration tests (test_exim_*.py) and bench/exim_bench.py,
+and the pieces every integration test shares: the build's paths, the mtasts TOML config
+(`write_mtasts_config`), Exim configs with the shipped fragments (`write_packaged_exim_config`),
+libfaketime, stopping a process (`terminate`), the test world and network namespaces.
 
 Findings about Exim 4.96 (Debian exim4-daemon-heavy) that these helpers rely on:
 
@@ -31,18 +34,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import pytest
 
 EXIM = shutil.which("exim4", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/exim4"
 PYTHON = "/usr/bin/python3"
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,6 +85,32 @@ def asan_runtime() -> str | None:
         if out and os.path.isabs(out) and os.path.exists(out):
             return os.path.realpath(out)
     return None
+
+
+def faketime_library(name: str = "libfaketime.so.1") -> str | None:
+    """The path of libfaketime's preload library `name` (libfaketimeMT.so.1 for programs with
+    threads), or None when libfaketime is not installed."""
+    for directory in ("/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime",
+                      "/usr/lib/faketime", "/usr/local/lib/faketime"):
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def terminate(proc: subprocess.Popen, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL when `proc` has not exited `timeout` seconds later; False when it
+    had to be killed."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return False
 
 
 def exim_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -126,26 +155,50 @@ def toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string for these paths
 
 
-def write_mtasts_config(path: Path, *, cache: Path, world: Mapping, strict: bool = False,
-                        extra: str = "") -> Path:
-    """An mtasts TOML config (src/service/config.hpp) pointing at a running test world."""
+def write_mtasts_config(path: Path, *, cache: Path, world, strict: bool | None = False,
+                        dns_timeout_ms: int = 2000, fetch_timeout_ms: int = 3000,
+                        lookup_timeout_ms: int = 6000, log_level: str = "debug",
+                        log_target: str | None = "stderr", ca_file: str | None = None,
+                        extra: str = "", daemon: Sequence[str] | None = None) -> Path:
+    """An mtasts TOML config (src/service/config.hpp) pointing at a running test world: its
+    world.json (a Mapping) or a client.World. `strict` / `log_target` None leave the key out,
+    `ca_file` replaces the world's CA file, `extra` adds top-level keys, and `daemon` (lines)
+    a [daemon] table after them."""
+    info = world if isinstance(world, Mapping) else world.info
     lines = [
         f"cache = {toml_string(str(cache))}",
-        f"resolver = [{toml_string(world['dns'])}]",
-        f"ca_file = {toml_string(world['ca_file'])}",
-        f"https_port = {int(world['https_port'])}",
-        f"strict = {'true' if strict else 'false'}",
-        "dns_timeout_ms = 2000",
-        "fetch_timeout_ms = 3000",
-        "lookup_timeout_ms = 6000",
-        'log_level = "debug"',
-        'log_target = "stderr"',
+        f"resolver = [{toml_string(info['dns'])}]",
+        f"ca_file = {toml_string(ca_file if ca_file is not None else info['ca_file'])}",
+        f"https_port = {int(info['https_port'])}",
     ]
+    if strict is not None:
+        lines.append(f"strict = {'true' if strict else 'false'}")
+    lines += [
+        f"dns_timeout_ms = {dns_timeout_ms}",
+        f"fetch_timeout_ms = {fetch_timeout_ms}",
+        f"lookup_timeout_ms = {lookup_timeout_ms}",
+        f"log_level = {toml_string(log_level)}",
+    ]
+    if log_target is not None:
+        lines.append(f"log_target = {toml_string(log_target)}")
     if extra:
         lines.append(extra)
+    if daemon is not None:
+        lines += ["[daemon]", *daemon]
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o644)
     return path
+
+
+def write_normal_and_strict(work: Path, world) -> dict[str, dict[str, str]]:
+    """mtasts-normal.toml and mtasts-strict.toml in `work` (caches cache-<name>.mdb there):
+    {"normal" | "strict": the environment naming it to the module (MTASTS_CONFIG)}."""
+    env = {}
+    for name, strict in (("normal", False), ("strict", True)):
+        config = write_mtasts_config(work / f"mtasts-{name}.toml",
+                                     cache=work / f"cache-{name}.mdb", world=world, strict=strict)
+        env[name] = {"MTASTS_CONFIG": str(config)}
+    return env
 
 
 def write_exim_config(path: Path, workdir: Path, *, main: str = "", routers: str = "",
@@ -174,6 +227,51 @@ def write_exim_config(path: Path, workdir: Path, *, main: str = "", routers: str
     return path
 
 
+# The shipped Exim fragments (packaging/exim) of each variant: macro files, router file.
+PACKAGED_VARIANTS = {
+    "dlfunc": (("mtasts-macros.conf",), "mtasts-routers.conf"),
+    "readsocket": (("mtasts-readsocket-macros.conf",), "mtasts-readsocket-routers.conf"),
+    "cdb": (("mtasts-readsocket-macros.conf", "mtasts-cdb-macros.conf"),
+            "mtasts-cdb-routers.conf"),
+}
+
+# Stand-ins for what Debian's exim4-config has after the fragments.
+NORMAL_ROUTER = """\
+# stand-in for Debian's dnslookup router (200_exim4-config_primary)
+normal_dnslookup:
+  driver = dnslookup
+  domains = ! +local_domains
+  transport = remote_smtp
+  same_domain_copy_routing = yes
+  no_more"""
+REMOTE_SMTP_TRANSPORT = """\
+# stand-in for Debian's remote_smtp (30_exim4-config_remote_smtp)
+remote_smtp:
+  driver = smtp"""
+
+
+def write_packaged_exim_config(path: Path, workdir: Path, variant: str = "dlfunc", *,
+                               macros: Mapping[str, object], main: str = "",
+                               keep_env: bool = True) -> Path:
+    """write_exim_config() with the shipped fragments of `variant` (PACKAGED_VARIANTS) as an
+    administrator includes them: `macros` (MTASTS_MODULE, MTASTS_SOCKET...) before the macro
+    files, then `main`; the router file then Debian's normal dnslookup router; the shipped
+    transports then Debian's remote_smtp; the shipped retry rule."""
+    packaging = source_dir() / "packaging" / "exim"
+    macro_files, router_file = PACKAGED_VARIANTS[variant]
+    main_lines = [*(f"{name} = {value}" for name, value in macros.items()),
+                  *(f".include {packaging / name}" for name in macro_files)]
+    if main:
+        main_lines.append(main)
+    routers = "\n".join([f".include {packaging / router_file}", "", NORMAL_ROUTER])
+    transports = "\n".join([f".include {packaging / 'mtasts-transports.conf'}", "",
+                            REMOTE_SMTP_TRANSPORT])
+    return write_exim_config(path, workdir, main="\n".join(main_lines), routers=routers,
+                             transports=transports,
+                             retry=(packaging / "mtasts-retry.conf").read_text(),
+                             keep_env=keep_env)
+
+
 @dataclass
 class Run:
     rc: int
@@ -187,8 +285,12 @@ class Run:
 
 
 def exim(config: Path, *args: str, env: Mapping[str, str] | None = None,
-         netns: str | None = None, timeout: float = 60, stdin: str | None = None) -> Run:
+         netns: str | None = None, timeout: float = 60, stdin: str | None = None,
+         nobody: bool = False) -> Run:
+    """`exim4 -C config args...` (as nobody when asked); never raises on a non-zero exit."""
     cmd = [EXIM, "-C", str(config), *args]
+    if nobody:
+        cmd = [*NOBODY, *cmd]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, env=exim_env(env), timeout=timeout,
@@ -202,18 +304,32 @@ def exim(config: Path, *args: str, env: Mapping[str, str] | None = None,
 MAX_ARGUMENT = 256
 
 
-def exim_be(config: Path, expression: str, env: Mapping[str, str] | None = None,
-            netns: str | None = None) -> Run:
-    """`exim4 -C config -be expression`; out is the expansion without its newline."""
+def be_arguments(expression: str) -> tuple[list[str], str | None]:
+    """-be arguments: the expression itself, or nothing and the expression on standard input
+    when it is longer than MAX_ARGUMENT or holds a newline."""
     if len(expression.encode()) <= MAX_ARGUMENT and "\n" not in expression:
-        r = exim(config, "-be", expression, env=env, netns=netns)
-        r.out = r.out.rstrip("\n")
-        return r
-    r = exim(config, "-be", env=env, netns=netns, stdin=expression + "\n")
-    out = r.out
-    if out.endswith("> \n"):  # the prompt printed at end of input
-        out = out[:-3]
-    r.out = out.removeprefix("> ").rstrip("\n")
+        return [expression], None
+    return [], expression + "\n"
+
+
+def be_output(stdout: str, stdin: str | None) -> str:
+    """The expansion printed by `exim4 -be` given be_arguments(): without its newline, and
+    without the "> " prompts when it came through standard input."""
+    if stdin is None:
+        return stdout.rstrip("\n")
+    if stdout.endswith("> \n"):  # the prompt printed at end of input
+        stdout = stdout[:-3]
+    return stdout.removeprefix("> ").rstrip("\n")
+
+
+def exim_be(config: Path, expression: str, env: Mapping[str, str] | None = None,
+            netns: str | None = None, *, nobody: bool = False, timeout: float = 60) -> Run:
+    """`exim4 -C config -be expression`; out is the expansion (or "Failed: ...") without its
+    newline."""
+    arguments, stdin = be_arguments(expression)
+    r = exim(config, "-be", *arguments, env=env, netns=netns, timeout=timeout, stdin=stdin,
+             nobody=nobody)
+    r.out = be_output(r.out, stdin)
     return r
 
 

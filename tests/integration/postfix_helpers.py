@@ -24,7 +24,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -207,14 +206,8 @@ smtp_tls_session_cache_database =
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
         if self.proc:
+            eh.terminate(self.proc, 15)
             self.stdout.close()
 
     def output(self) -> str:

@@ -6,7 +6,8 @@
 - The world: `start_world(sites)` runs tests/world with the bundled manifest plus generated
   policy domains (`Site`), so hundreds of domains cost nothing at run time.
 - Front-ends: `cli()` runs the `mtasts` CLI (optionally as `nobody`, optionally with the clock
-  moved by libfaketime); `exim_be()` / `exim_syslog()` run the real `exim4 -be` with the module;
+  moved by libfaketime); exim_helpers.exim_be() of a `dlfunc_expression()` and `exim_syslog()`
+  run the real `exim4 -be` with the module;
   HARNESS is a small Python program that loads the module with ctypes and calls its functions
   the way Exim does (the FORK_PROBE of test_exim_dlfunc.py, grown up).
 - The cache: `mdb_dump()` reads every raw key with lmdb-utils' mdb_dump (itself a check that the
@@ -22,8 +23,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -43,7 +46,7 @@ CLI = eh.cli_path()
 MODULE = eh.module_path()
 DAY = 86400
 MAX_AGE_CAP = 31557600
-NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+NOBODY = eh.NOBODY
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,27 +171,9 @@ BUNDLED_ANSWERS = {
 # Config and front-ends
 
 
-def write_config(path: Path, *, cache: Path, world: World, strict: bool = False,
-                 dns_timeout_ms: int = 1000, fetch_timeout_ms: int = 1000,
-                 lookup_timeout_ms: int = 4000, extra: str = "",
-                 ca_file: str | None = None) -> Path:
-    lines = [
-        f"cache = {json.dumps(str(cache))}",
-        f"resolver = [{json.dumps(world.dns)}]",
-        f"ca_file = {json.dumps(ca_file if ca_file is not None else world.ca_file)}",
-        f"https_port = {int(world.https_port)}",
-        f"strict = {'true' if strict else 'false'}",
-        f"dns_timeout_ms = {dns_timeout_ms}",
-        f"fetch_timeout_ms = {fetch_timeout_ms}",
-        f"lookup_timeout_ms = {lookup_timeout_ms}",
-        'log_level = "debug"',
-        'log_target = "stderr"',
-    ]
-    if extra:
-        lines.append(extra)
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o644)
-    return path
+# The stress tests' mtasts config: exim_helpers.write_mtasts_config with short timeouts.
+write_config = functools.partial(eh.write_mtasts_config, dns_timeout_ms=1000,
+                                 fetch_timeout_ms=1000, lookup_timeout_ms=4000)
 
 
 def base_env(at: int = 0, nobody: bool = False) -> dict[str, str]:
@@ -241,43 +226,16 @@ def dlfunc_expression(calls: Sequence[Sequence[str]], separator: str = sh.SEPARA
 
 
 def be_arguments(calls: Sequence[Sequence[str]]) -> tuple[list[str], str | None]:
-    """-be arguments: the expression itself, or nothing and the expression on standard input
-    when it is longer than Exim's 256-octet argument limit (see exim_helpers.MAX_ARGUMENT)."""
-    expression = dlfunc_expression(calls)
-    if len(expression.encode()) <= eh.MAX_ARGUMENT:
-        return [expression], None
-    return [], expression + "\n"
+    """exim_helpers.be_arguments() of the calls' expression."""
+    return eh.be_arguments(dlfunc_expression(calls))
 
-
-def be_output(stdout: str, stdin: str | None) -> str:
-    if stdin is None:
-        return stdout.rstrip("\n")
-    if stdout.endswith("> \n"):  # the prompt printed at end of input
-        stdout = stdout[:-3]
-    return stdout.removeprefix("> ").rstrip("\n")
-
-
-def exim_be(exim_config: Path, config: Path, calls: Sequence[Sequence[str]], *, at: int = 0,
-            nobody: bool = False, timeout: float = 60) -> eh.Run:
-    """The calls as one `exim4 -be` expansion; out is the expansion (or "Failed: ...")."""
-    env = eh.exim_env({"MTASTS_CONFIG": str(config), **sh.clock_env(at)})
-    if eh.sanitized() and at and (runtime := eh.asan_runtime()):
-        env["LD_PRELOAD"] = ":".join([runtime, sh.faketime_library()])
-    expression, stdin = be_arguments(calls)
-    cmd = [eh.EXIM, "-C", str(exim_config), "-be", *expression]
-    if nobody:
-        cmd = [*NOBODY, *cmd]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                       input=stdin)
-    run = eh.Run(p.returncode, be_output(p.stdout, stdin), p.stderr)
-    run.check_clean()
-    return run
 
 
 def exim_syslog(exim_config: Path, config: Path, calls: Sequence[Sequence[str]], scratch: Path,
                 *, at: int = 0, timeout: float = 60) -> tuple[str, list[str]]:
-    """Like exim_be, inside a private mount namespace whose /dev/log is a socket of ours
-    (sts_helpers.PRIVATE_DEV_LOG): (the expansion, the syslog datagrams the module sent)."""
+    """exim_helpers.exim_be() of the calls, inside a private mount namespace whose /dev/log is
+    a socket of ours (sts_helpers.PRIVATE_DEV_LOG): (the expansion, the syslog datagrams the
+    module sent)."""
     if shutil.which("unshare") is None:
         pytest.fail("unshare is not installed (apt-get install util-linux): it captures the "
                     "module's syslog")
@@ -290,7 +248,7 @@ def exim_syslog(exim_config: Path, config: Path, calls: Sequence[Sequence[str]],
         sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         env = eh.exim_env({"MTASTS_CONFIG": str(config), **sh.clock_env(at)})
         if eh.sanitized() and at and (runtime := eh.asan_runtime()):
-            env["LD_PRELOAD"] = ":".join([runtime, sh.faketime_library()])
+            env["LD_PRELOAD"] = ":".join([runtime, eh.faketime_library()])
         preload = [f"{k}={env.pop(k)}" for k in ("LD_PRELOAD", "FAKETIME", "ASAN_OPTIONS")
                    if k in env]
         expression, stdin = be_arguments(calls)
@@ -306,7 +264,7 @@ def exim_syslog(exim_config: Path, config: Path, calls: Sequence[Sequence[str]],
         with contextlib.suppress(BlockingIOError):
             while True:
                 messages.append(sink.recv(65536).decode("utf-8", "replace"))
-    return be_output(p.stdout, stdin), messages
+    return eh.be_output(p.stdout, stdin), messages
 
 
 def syslog_warnings(messages: Iterable[str], needle: str) -> list[str]:
@@ -429,7 +387,7 @@ def write_harness(directory: Path) -> Path:
 def harness_env(config: Path, at: int = 0) -> dict[str, str]:
     env = eh.exim_env({"MTASTS_CONFIG": str(config), **sh.clock_env(at)})
     if eh.sanitized() and at and (runtime := eh.asan_runtime()):
-        env["LD_PRELOAD"] = ":".join([runtime, sh.faketime_library()])
+        env["LD_PRELOAD"] = ":".join([runtime, eh.faketime_library()])
     return env
 
 
@@ -449,6 +407,38 @@ def harness_calls(harness: Path, config: Path, calls: Sequence[tuple[str, str]],
         out.append((int(rc), answer))
     assert len(out) == len(calls), p
     return out
+
+
+def start_workers(harness: Path, config: Path, plans: Path, *, count: int, messages: int,
+                  start_at: float, hit: Sequence[str], purged: Sequence[str],
+                  rng: random.Random) -> list[subprocess.Popen]:
+    """`count` harness workers, each waiting for `start_at` and then asking about `messages`
+    domains drawn by `rng` (three in ten from `purged`, the others from `hit`); every other one
+    forks per message. Their plans are written to plans/plan-<n>.json."""
+    workers = []
+    for n in range(count):
+        domains = [rng.choice(purged) if rng.random() < 0.3 else rng.choice(hit)
+                   for _ in range(messages)]
+        plan = plans / f"plan-{n}.json"
+        plan.write_text(json.dumps({"start_at": start_at, "messages": domains,
+                                    "fork_per_message": n % 2 == 1}))
+        workers.append(subprocess.Popen(
+            [eh.PYTHON, str(harness), "worker", str(MODULE), str(plan)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=harness_env(config)))
+    return workers
+
+
+def worker_outputs(workers: Iterable[subprocess.Popen]) -> list[dict]:
+    """What each worker of start_workers() printed (JSON); fails on a worker's sanitizer
+    report or non-zero exit."""
+    outputs = []
+    for w in workers:
+        out, err = w.communicate(timeout=600)
+        assert "Sanitizer" not in err, err
+        assert w.returncode == 0, err
+        outputs.append(json.loads(out))
+    return outputs
 
 
 # --------------------------------------------------------------------------------------------

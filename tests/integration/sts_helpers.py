@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -48,20 +47,11 @@ LOOKUP_TIMEOUT_MS = 5000
 SEPARATOR = "@@"  # between the answers of one -be expansion; never in an answer
 
 
-def faketime_library() -> str | None:
-    for directory in ("/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime",
-                      "/usr/lib/faketime", "/usr/local/lib/faketime"):
-        candidate = os.path.join(directory, "libfaketime.so.1")
-        if os.path.exists(candidate):
-            return candidate
-    return None
-
-
 def clock_env(at: int) -> dict[str, str]:
     """Environment moving a process's clock `at` seconds ahead (nothing when at == 0)."""
     if not at:
         return {}
-    library = faketime_library()
+    library = eh.faketime_library()
     if library is None:
         pytest.fail("libfaketime is not installed (apt-get install libfaketime; "
                     "scripts/install-deps.sh installs it)")
@@ -70,26 +60,6 @@ def clock_env(at: int) -> dict[str, str]:
         preload.insert(0, runtime)  # ASan's runtime must come first in the preload list
     return {"LD_PRELOAD": ":".join(preload), "FAKETIME": f"+{int(at)}s",
             "ASAN_OPTIONS": "verify_asan_link_order=0:detect_leaks=0"}
-
-
-def write_config(path: Path, *, cache: Path, world, strict: bool = False, extra: str = "") -> Path:
-    lines = [
-        f"cache = {json.dumps(str(cache))}",
-        f"resolver = [{json.dumps(world.dns)}]",
-        f"ca_file = {json.dumps(world.ca_file)}",
-        f"https_port = {int(world.https_port)}",
-        f"strict = {'true' if strict else 'false'}",
-        f"dns_timeout_ms = {DNS_TIMEOUT_MS}",
-        f"fetch_timeout_ms = {FETCH_TIMEOUT_MS}",
-        f"lookup_timeout_ms = {LOOKUP_TIMEOUT_MS}",
-        'log_level = "debug"',
-        'log_target = "stderr"',
-    ]
-    if extra:
-        lines.append(extra)
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o644)
-    return path
 
 
 def write_exim_config(workdir: Path) -> Path:
@@ -126,8 +96,10 @@ class FrontEnd:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)
         self.cache = self.workdir / "cache.mdb"
-        self.config = write_config(self.workdir / "mtasts.toml", cache=self.cache,
-                                   world=self.world, strict=self.strict, extra=self.extra_config)
+        self.config = eh.write_mtasts_config(
+            self.workdir / "mtasts.toml", cache=self.cache, world=self.world, strict=self.strict,
+            dns_timeout_ms=DNS_TIMEOUT_MS, fetch_timeout_ms=FETCH_TIMEOUT_MS,
+            lookup_timeout_ms=LOOKUP_TIMEOUT_MS, extra=self.extra_config)
 
     def __str__(self):
         return self.kind

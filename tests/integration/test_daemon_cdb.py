@@ -89,17 +89,10 @@ def exim_config(env, tmp_path, **macros):
     eh.require_root_and_exim()
     tmp_path.mkdir(parents=True, exist_ok=True)
     tmp_path.chmod(0o755)
-    pack = eh.source_dir() / "packaging" / "exim"
     defaults = {"MTASTS_SOCKET": str(env["daemon"].exim_path),
                 "MTASTS_CDB_FILE": str(env["cdb"])}
-    defaults.update(macros)
-    main = "\n".join([*(f"{k} = {v}" for k, v in defaults.items()),
-                      f".include {pack / 'mtasts-readsocket-macros.conf'}",
-                      f".include {pack / 'mtasts-cdb-macros.conf'}"])
-    return eh.write_exim_config(
-        tmp_path / "exim.conf", tmp_path, keep_env=False, main=main,
-        routers=f".include {pack / 'mtasts-cdb-routers.conf'}",
-        transports=f".include {pack / 'mtasts-transports.conf'}")
+    return eh.write_packaged_exim_config(tmp_path / "exim.conf", tmp_path, "cdb",
+                                         macros={**defaults, **macros}, keep_env=False)
 
 
 def test_cdb_holds_the_answers_of_getmta_getmx_and_ignorelist(env, tmp_path):

@@ -277,13 +277,7 @@ tlsrpt = true
         return self.proc.poll() is None
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        eh.terminate(self.proc, 20)
         assert "Sanitizer" not in self.log(), self.log()
         return self.proc.returncode
 
@@ -572,13 +566,9 @@ def test_exim_readsocket_fragments_parse(env, tmp_path):
     """packaging/exim's readsocket router set is a valid Exim configuration."""
     eh.require_root_and_exim()
     tmp_path.chmod(0o755)
-    pack = eh.source_dir() / "packaging" / "exim"
-    cfg = eh.write_exim_config(
-        tmp_path / "exim.conf", tmp_path, keep_env=False,
-        main=f"MTASTS_SOCKET = {env['daemon'].exim_path}\n"
-             f".include {pack / 'mtasts-readsocket-macros.conf'}",
-        routers=f".include {pack / 'mtasts-readsocket-routers.conf'}",
-        transports=f".include {pack / 'mtasts-transports.conf'}")
+    cfg = eh.write_packaged_exim_config(tmp_path / "exim.conf", tmp_path, "readsocket",
+                                        macros={"MTASTS_SOCKET": env["daemon"].exim_path},
+                                        keep_env=False)
     r = eh.exim(cfg, "-bV")
     assert r.rc == 0, r
     r = eh.exim_be(cfg, "${readsocket{MTASTS_SOCKET}{getmta enforce.example}"

@@ -32,7 +32,6 @@ import e2e_helpers as e2e
 import exim_helpers as eh
 
 MODULE = eh.module_path()
-PACKAGING = eh.source_dir() / "packaging" / "exim"
 EXIM_USER = "Debian-exim"
 MESSAGE_ID = r"\b([0-9A-Za-z]{6}-[0-9A-Za-z]{4,6}-[0-9A-Za-z]{2,4})"
 
@@ -41,7 +40,7 @@ def faketime_env(seconds: int) -> dict[str, str]:
     if eh.sanitized():
         # Debian's libfaketime deadlocks with the preloaded ASan runtime inside exim4.
         pytest.skip("libfaketime and the ASan runtime deadlock inside exim4")
-    library = e2e.faketime_library()
+    library = eh.faketime_library()
     if library is None:
         pytest.fail("libfaketime is not installed (apt-get install libfaketime)")
     preload = [library]
@@ -69,47 +68,16 @@ class Exim:
         self.dir.mkdir(parents=True)
         self.dir.chmod(0o755)
         if variant == "dlfunc":
-            settings = [f"MTASTS_MODULE = {MODULE}",
-                        f".include {PACKAGING / 'mtasts-macros.conf'}"]
-            router_file = PACKAGING / "mtasts-routers.conf"
+            macros = {"MTASTS_MODULE": MODULE}
         elif variant == "readsocket":
-            settings = [f"MTASTS_SOCKET = {env['daemon']()['exim']}",
-                        f".include {PACKAGING / 'mtasts-readsocket-macros.conf'}"]
-            router_file = PACKAGING / "mtasts-readsocket-routers.conf"
+            macros = {"MTASTS_SOCKET": env["daemon"]()["exim"]}
         else:  # cdb: the file mtastsd exports, readsocket for what it does not hold
             daemon = env["cdb_daemon"]()
-            settings = [f"MTASTS_SOCKET = {daemon['exim']}",
-                        f"MTASTS_CDB_FILE = {daemon['cdb']}",
-                        f".include {PACKAGING / 'mtasts-readsocket-macros.conf'}",
-                        f".include {PACKAGING / 'mtasts-cdb-macros.conf'}"]
-            router_file = PACKAGING / "mtasts-cdb-routers.conf"
-        main = "\n".join([
-            *settings,
-            f"MTASTS_TLS_VERIFY_CERTIFICATES = {env['world'].ca_file}",
-            "keep_environment = MTASTS_CONFIG : FAKETIME",
-        ])
-        routers = "\n".join([
-            f".include {router_file}",
-            "",
-            "# stand-in for Debian's dnslookup router (200_exim4-config_primary)",
-            "normal_dnslookup:",
-            "  driver = dnslookup",
-            "  domains = ! +local_domains",
-            "  transport = remote_smtp",
-            "  same_domain_copy_routing = yes",
-            "  no_more",
-        ])
-        transports = "\n".join([
-            f".include {PACKAGING / 'mtasts-transports.conf'}",
-            "",
-            "# stand-in for Debian's remote_smtp (30_exim4-config_remote_smtp)",
-            "remote_smtp:",
-            "  driver = smtp",
-        ])
-        self.config = eh.write_exim_config(
-            self.dir / "exim.conf", self.dir, main=main, routers=routers,
-            transports=transports, retry=(PACKAGING / "mtasts-retry.conf").read_text(),
-            keep_env=False)
+            macros = {"MTASTS_SOCKET": daemon["exim"], "MTASTS_CDB_FILE": daemon["cdb"]}
+        self.config = eh.write_packaged_exim_config(
+            self.dir / "exim.conf", self.dir, variant, macros=macros, keep_env=False,
+            main="\n".join([f"MTASTS_TLS_VERIFY_CERTIFICATES = {env['world'].ca_file}",
+                            "keep_environment = MTASTS_CONFIG : FAKETIME"]))
         e2e.chown_tree(self.dir / "spool", EXIM_USER)
         e2e.chown_tree(self.dir / "log", EXIM_USER)
 

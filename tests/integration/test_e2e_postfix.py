@@ -25,6 +25,7 @@ import re
 import pytest
 
 import e2e_helpers as e2e
+import exim_helpers as eh
 import postfix_helpers as ph
 
 
@@ -185,7 +186,7 @@ def test_new_policy_id_is_picked_up_on_retry(world):
     (stale-while-revalidate); the retry after that sees the new policy."""
     if not e2e.daemon_path().exists():
         pytest.skip(f"mtastsd is not built ({e2e.daemon_path()})")
-    library = e2e.faketime_library()
+    library = eh.faketime_library()
     if library is None:
         pytest.fail("libfaketime is not installed (apt-get install libfaketime)")
     clock = world.work / "sts42-clock"

@@ -14,11 +14,9 @@ tests run as root (a setuid binary honours LD_PRELOAD when real and effective ui
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import textwrap
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -85,14 +83,9 @@ def setup(tmp_path_factory):
     work = tmp_path_factory.mktemp("exim-dlfunc")
     work.chmod(0o755)
     with eh.world(work / "world") as info:
-        configs = {}
-        for name, strict in (("normal", False), ("strict", True)):
-            cfg = eh.write_mtasts_config(work / f"mtasts-{name}.toml",
-                                         cache=work / f"cache-{name}.mdb", world=info,
-                                         strict=strict)
-            configs[name] = {"MTASTS_CONFIG": str(cfg)}
         exim_cfg = eh.write_exim_config(work / "exim.conf", work)
-        yield {"work": work, "world": info, "env": configs, "exim": exim_cfg}
+        yield {"work": work, "world": info, "env": eh.write_normal_and_strict(work, info),
+               "exim": exim_cfg}
 
 
 def call(setup, function, *args, config="normal"):

@@ -25,7 +25,6 @@ import pytest
 import exim_helpers as eh
 
 MODULE = eh.module_path()
-PACKAGING = eh.source_dir() / "packaging" / "exim"
 
 EXTRA_DNS = {
     # enforce policy allows mx1 only; the preferred MX (5) is outside the policy
@@ -59,30 +58,8 @@ EXTRA_DOMAINS = {
 
 
 def router_config(work):
-    main = "\n".join([
-        f"MTASTS_MODULE = {MODULE}",
-        f".include {PACKAGING / 'mtasts-macros.conf'}",
-    ])
-    routers = "\n".join([
-        f".include {PACKAGING / 'mtasts-routers.conf'}",
-        "",
-        "# stand-in for Debian's dnslookup router (200_exim4-config_primary)",
-        "normal_dnslookup:",
-        "  driver = dnslookup",
-        "  domains = ! +local_domains",
-        "  transport = remote_smtp",
-        "  same_domain_copy_routing = yes",
-        "  no_more",
-    ])
-    transports = "\n".join([
-        f".include {PACKAGING / 'mtasts-transports.conf'}",
-        "",
-        "remote_smtp:",
-        "  driver = smtp",
-    ])
-    retry = (PACKAGING / "mtasts-retry.conf").read_text()
-    return eh.write_exim_config(work / "exim.conf", work, main=main, routers=routers,
-                                transports=transports, retry=retry)
+    return eh.write_packaged_exim_config(work / "exim.conf", work, "dlfunc",
+                                         macros={"MTASTS_MODULE": MODULE})
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +78,8 @@ def ns_setup(tmp_path_factory):
         with eh.world(work / "world", manifest=manifest_file, netns=ns, dns_port=53,
                       https_port=443) as info:
             assert info["dns"] == "127.0.0.1:53", info
-            env = {}
-            for name, strict in (("normal", False), ("strict", True)):
-                cfg = eh.write_mtasts_config(work / f"mtasts-{name}.toml",
-                                             cache=work / f"cache-{name}.mdb", world=info,
-                                             strict=strict)
-                env[name] = {"MTASTS_CONFIG": str(cfg)}
-            yield {"ns": ns, "env": env, "exim": router_config(work), "work": work}
+            yield {"ns": ns, "env": eh.write_normal_and_strict(work, info),
+                   "exim": router_config(work), "work": work}
 
 
 def route(s, address, config="normal"):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import random
 import threading
 import time
@@ -134,28 +133,15 @@ def test_64_processes_one_cache(setup):
 
     rng = random.Random(SEED)
     start_at = time.time() + 1.5 + WORKERS * 0.03  # every worker loaded and waiting by then
-    workers = []
-    for n in range(WORKERS):
-        messages = [rng.choice(purged_domains) if rng.random() < 0.3 else rng.choice(hit_domains)
-                    for _ in range(MESSAGES)]
-        plan = setup["work"] / f"plan-{n}.json"
-        plan.write_text(json.dumps({"start_at": start_at, "messages": messages,
-                                    "fork_per_message": n % 2 == 1}))
-        workers.append(subprocess.Popen(
-            [eh.PYTHON, str(setup["harness"]), "worker", str(st.MODULE), str(plan)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=st.harness_env(config)))
+    workers = st.start_workers(setup["harness"], config, setup["work"], count=WORKERS,
+                               messages=MESSAGES, start_at=start_at, hit=hit_domains,
+                               purged=purged_domains, rng=rng)
     refresher = Refresher(config, [s.domain for s in REFRESHED], purged_domains)
     while time.time() < start_at:
         time.sleep(0.01)
     refresher.start()
 
-    outputs = []
-    for w in workers:
-        out, err = w.communicate(timeout=600)
-        assert "Sanitizer" not in err, err
-        assert w.returncode == 0, err
-        outputs.append(json.loads(out))
+    outputs = st.worker_outputs(workers)
     wall = time.time() - start_at
     refresher.stop.set()
     refresher.join(timeout=60)

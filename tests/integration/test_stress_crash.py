@@ -275,7 +275,7 @@ class CrashRun:
         if not w.finished_ok():
             return out
         if w.kind == "exim":
-            answers = st.be_output(w.out, "" if w.stdin else None).split(sh.SEPARATOR)
+            answers = eh.be_output(w.out, "" if w.stdin else None).split(sh.SEPARATOR)
             assert answers == [self.sites[d].mode for d in w.domains], w.out
         elif w.kind == "cli-miss":
             assert w.out == self.sites[w.domains[0]].mode, w.out

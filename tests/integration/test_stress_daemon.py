@@ -99,17 +99,7 @@ def daemon_config(path: Path, *, cache: Path, world, exim_socket: Path,
                   lookup_timeout_ms: int = 4000, daemon: str = "") -> dict:
     """Writes an mtastsd config; returns the addresses it serves."""
     out = {"exim": ("unix", str(exim_socket)), "metrics": metrics_port}
-    lines = [
-        f"cache = {eh.toml_string(str(cache))}",
-        f"resolver = [{eh.toml_string(world.dns)}]",
-        f"ca_file = {eh.toml_string(world.ca_file)}",
-        f"https_port = {int(world.https_port)}",
-        f"dns_timeout_ms = {dns_timeout_ms}",
-        f"fetch_timeout_ms = {fetch_timeout_ms}",
-        f"lookup_timeout_ms = {lookup_timeout_ms}",
-        f"log_level = {eh.toml_string(log_level)}",
-        'log_target = "stderr"',
-        "[daemon]",
+    keys = [
         f"exim_socket = {eh.toml_string(str(exim_socket))}",
         "socketmap_socket = " + eh.toml_string(str(socketmap_socket or "")),
         'socket_mode = "0666"',
@@ -118,15 +108,17 @@ def daemon_config(path: Path, *, cache: Path, world, exim_socket: Path,
         out["socketmap"] = ("unix", str(socketmap_socket))
     if tcp:
         exim_port, map_port = free_port(), free_port()
-        lines += [f'exim_listen = "127.0.0.1:{exim_port}"',
-                  f'socketmap_listen = "127.0.0.1:{map_port}"']
+        keys += [f'exim_listen = "127.0.0.1:{exim_port}"',
+                 f'socketmap_listen = "127.0.0.1:{map_port}"']
         out["exim_tcp"] = ("tcp", ("127.0.0.1", exim_port))
         out["socketmap_tcp"] = ("tcp", ("127.0.0.1", map_port))
     if metrics_port:
-        lines.append(f'metrics_listen = "127.0.0.1:{metrics_port}"')
-    lines.append(daemon)
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o644)
+        keys.append(f'metrics_listen = "127.0.0.1:{metrics_port}"')
+    keys.append(daemon)
+    eh.write_mtasts_config(path, cache=cache, world=world, strict=None,
+                           dns_timeout_ms=dns_timeout_ms, fetch_timeout_ms=fetch_timeout_ms,
+                           lookup_timeout_ms=lookup_timeout_ms, log_level=log_level,
+                           daemon=keys)
     return out
 
 
@@ -192,14 +184,8 @@ class StressDaemon:
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM; the exit status. Fails on a sanitizer report."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-                raise AssertionError(f"mtastsd did not stop within {timeout} s after SIGTERM")
+        if not eh.terminate(self.proc, timeout):
+            raise AssertionError(f"mtastsd did not stop within {timeout} s after SIGTERM")
         assert "Sanitizer" not in self.log(), self.log()[-10000:]
         return self.proc.returncode
 
@@ -725,17 +711,9 @@ def test_daemon_refreshes_beside_64_processes(tmp_path):
         harness = st.write_harness(tmp_path)
         rng = random.Random(SEED)
         start_at = time.time() + 1.5 + CONC_WORKERS * 0.03
-        workers = []
-        for n in range(CONC_WORKERS):
-            messages = [rng.choice(purged_domains) if rng.random() < 0.3
-                        else rng.choice(hit_domains) for _ in range(CONC_MESSAGES)]
-            plan = tmp_path / f"plan-{n}.json"
-            plan.write_text(json.dumps({"start_at": start_at, "messages": messages,
-                                        "fork_per_message": n % 2 == 1}))
-            workers.append(subprocess.Popen(
-                [eh.PYTHON, str(harness), "worker", str(st.MODULE), str(plan)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=st.harness_env(config)))
+        workers = st.start_workers(harness, config, tmp_path, count=CONC_WORKERS,
+                                   messages=CONC_MESSAGES, start_at=start_at, hit=hit_domains,
+                                   purged=purged_domains, rng=rng)
         cli = sc.Refresher(config, [s.domain for s in refreshed], purged_domains)
         changer = IdChanger(world, refreshed, served)
         questions = [(f"getmta {x}", expected[x][0]) for x in hit_domains + purged_domains]
@@ -747,13 +725,8 @@ def test_daemon_refreshes_beside_64_processes(tmp_path):
         before = scrape(metrics_port)
         for t in (cli, changer, client):
             t.start()
-        outputs = []
         try:
-            for w in workers:
-                out, err = w.communicate(timeout=600)
-                assert "Sanitizer" not in err, err
-                assert w.returncode == 0, err
-                outputs.append(json.loads(out))
+            outputs = st.worker_outputs(workers)
             wall = time.time() - start_at
         finally:
             cli.stop.set()

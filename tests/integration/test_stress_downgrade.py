@@ -74,7 +74,7 @@ def fe_kind(request):
             # exim4 together, faketime's constructor (dlsym) deadlocks in ASan's allocator.
             pytest.skip("libfaketime and the preloaded ASan runtime deadlock in exim4")
     eh.require_built(st.CLI)
-    if sh.faketime_library() is None:
+    if eh.faketime_library() is None:
         pytest.fail("libfaketime is not installed (apt-get install libfaketime)")
     return request.param
 

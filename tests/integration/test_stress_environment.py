@@ -93,7 +93,9 @@ def module_call(env, config: Path, function: str, domain: str, *, nobody: bool =
         [(rc, text)] = st.harness_calls(env["harness"], config, [(function, domain)],
                                         nobody=True)
         return rc == 0, text
-    r = st.exim_be(env["exim"], config, [(function, domain)], nobody=nobody)
+    r = eh.exim_be(env["exim"], st.dlfunc_expression([(function, domain)]),
+                   env={"MTASTS_CONFIG": str(config)}, nobody=nobody)
+    r.check_clean()
     assert r.rc == 0, r
     if r.out.startswith("Failed: "):
         return False, r.out[len("Failed: "):]

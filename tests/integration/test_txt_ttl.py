@@ -18,6 +18,7 @@ import pytest
 
 import daemon_helpers as dh
 import exim_helpers as eh
+import sts_helpers as sh
 from client import World
 from test_daemon_cdb import cdb_read
 from test_daemon_protocols import socketmap_ask
@@ -32,7 +33,7 @@ def publish(world, domain: str, *, policy_id: str, mode: str = "enforce", mx=("m
     names = [f"{m}.{domain}" for m in mx]
     world.set_dns(f"_mta-sts.{domain}", {"TXT": [[f"v=STSv1; id={policy_id};"]], "ttl": ttl})
     world.set_dns(domain, {"MX": [[10 * (i + 1), n] for i, n in enumerate(names)]})
-    world.set_https(f"mta-sts.{domain}", {"body": dh.policy(mode, names, max_age)})
+    world.set_https(f"mta-sts.{domain}", {"body": sh.policy(mode, names, max_age)})
     return names
 
 

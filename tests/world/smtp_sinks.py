@@ -68,15 +68,22 @@ def log_error(message):
     print(f"smtp_sinks: {message}", file=sys.stderr, flush=True)
 
 
+def with_defaults(section, host, spec, defaults):
+    """A copy of a manifest spec (a JSON object) with `defaults` for the keys it leaves out;
+    ValueError for a key `defaults` does not have. `section` and `host` name it in errors."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{section} {host}: the spec must be a JSON object")
+    unknown = set(spec) - set(defaults)
+    if unknown:
+        raise ValueError(f"{section} {host}: unknown keys {sorted(unknown)}")
+    full = copy.deepcopy(defaults)
+    full.update(copy.deepcopy(spec))
+    return full
+
+
 def validate_sink_spec(host, spec):
     """The spec with defaults filled in; ValueError says what is wrong."""
-    if not isinstance(spec, dict):
-        raise ValueError(f"smtp {host}: the spec must be a JSON object")
-    unknown = set(spec) - set(SINK_DEFAULTS)
-    if unknown:
-        raise ValueError(f"smtp {host}: unknown keys {sorted(unknown)}")
-    full = copy.deepcopy(SINK_DEFAULTS)
-    full.update(copy.deepcopy(spec))
+    full = with_defaults("smtp", host, spec, SINK_DEFAULTS)
     try:
         address = ipaddress.IPv4Address(full["address"])
     except (ValueError, TypeError):

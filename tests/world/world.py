@@ -166,13 +166,7 @@ HTTPS_DEFAULTS = {
 
 def validate_https_spec(host, spec):
     """The spec with defaults filled in; ValueError says what is wrong."""
-    if not isinstance(spec, dict):
-        raise ValueError(f"https {host}: the spec must be a JSON object")
-    unknown = set(spec) - set(HTTPS_DEFAULTS)
-    if unknown:
-        raise ValueError(f"https {host}: unknown keys {sorted(unknown)}")
-    full = copy.deepcopy(HTTPS_DEFAULTS)
-    full.update(copy.deepcopy(spec))
+    full = smtp_sinks.with_defaults("https", host, spec, HTTPS_DEFAULTS)
     checks = [
         (full["cert"] in certs.PROFILES, f"cert must be one of {certs.PROFILES}"),
         (full["cert_san"] is None or (isinstance(full["cert_san"], list) and all(

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "adapters/dns/unbound_resolver.hpp"
 #include "unit/adapters/world_process.hpp"
@@ -71,6 +72,33 @@ json fetcher_manifest() {
   };
 }
 
+struct Outcome {
+  std::expected<std::string, Error> result;
+  std::chrono::milliseconds elapsed;
+};
+
+// One fetch of `domain` with `options`, resolving through `dns_server`, run to its end.
+Outcome run_fetch(const std::string& dns_server, https::BeastPolicyFetcherOptions options,
+                  const std::string& domain) {
+  asio::io_context io;
+  dns::UnboundOptions dns_options;
+  dns_options.servers = {dns_server};
+  dns::UnboundResolver resolver(io.get_executor(), dns_options);
+  https::BeastPolicyFetcher fetcher(resolver, std::move(options));
+
+  std::optional<std::expected<std::string, Error>> out;
+  const auto start = std::chrono::steady_clock::now();
+  asio::co_spawn(io, fetcher.fetch(domain),
+                 [&](std::exception_ptr error, std::expected<std::string, Error> result) {
+                   if (error) std::rethrow_exception(error);
+                   out = std::move(result);
+                 });
+  io.run();
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  return {std::move(*out), elapsed};
+}
+
 class FetcherWorld : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { world_ = new test::WorldProcess(fetcher_manifest()); }
@@ -80,34 +108,13 @@ class FetcherWorld : public ::testing::Test {
   }
   void SetUp() override { ASSERT_TRUE(world_->ok()) << "test world: " << world_->error(); }
 
-  struct Outcome {
-    std::expected<std::string, Error> result;
-    std::chrono::milliseconds elapsed;
-  };
-
   static Outcome fetch(const std::string& domain, std::chrono::milliseconds timeout = 5s,
                        bool trust_world_ca = true) {
-    asio::io_context io;
-    dns::UnboundOptions dns_options;
-    dns_options.servers = {world_->dns()};
-    dns::UnboundResolver resolver(io.get_executor(), dns_options);
     https::BeastPolicyFetcherOptions options;
     options.port = world_->https_port();
     if (trust_world_ca) options.ca_file = world_->ca_file();
     options.timeout = timeout;
-    https::BeastPolicyFetcher fetcher(resolver, options);
-
-    std::optional<std::expected<std::string, Error>> out;
-    const auto start = std::chrono::steady_clock::now();
-    asio::co_spawn(io, fetcher.fetch(domain),
-                   [&](std::exception_ptr error, std::expected<std::string, Error> result) {
-                     if (error) std::rethrow_exception(error);
-                     out = std::move(result);
-                   });
-    io.run();
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - start);
-    return {std::move(*out), elapsed};
+    return run_fetch(world_->dns(), std::move(options), domain);
   }
 
   // Requests the world logged for one policy host (by SNI).
@@ -282,21 +289,12 @@ TEST_F(FetcherWorld, Sts24EndlessChunkedAndHeadersFail) {
 
 TEST_F(FetcherWorld, Sts24EndlessChunkedHitsTheBodyCap) {
   // The same stream with a small cap: the size limit, not the clock, ends it.
-  asio::io_context io;
-  dns::UnboundOptions dns_options;
-  dns_options.servers = {world_->dns()};
-  dns::UnboundResolver resolver(io.get_executor(), dns_options);
   https::BeastPolicyFetcherOptions options;
   options.port = world_->https_port();
   options.ca_file = world_->ca_file();
   options.max_body = 512;
-  https::BeastPolicyFetcher fetcher(resolver, options);
-  std::optional<std::expected<std::string, Error>> out;
-  asio::co_spawn(io, fetcher.fetch("chunked.fetch.example"),
-                 [&](std::exception_ptr, std::expected<std::string, Error> r) { out = r; });
-  io.run();
-  ASSERT_TRUE(out.has_value());
-  expect_error(*out, ErrorCategory::fetch_failed, "exceeds 512", "mta-sts.chunked.fetch.example");
+  expect_error(run_fetch(world_->dns(), std::move(options), "chunked.fetch.example").result,
+               ErrorCategory::fetch_failed, "exceeds 512", "mta-sts.chunked.fetch.example");
 }
 
 TEST_F(FetcherWorld, RefusedConnectionFailsFast) {
@@ -320,19 +318,10 @@ TEST_F(FetcherWorld, MalformedDomainRejectedBeforeAnyIo) {
 }
 
 TEST(BeastPolicyFetcherConfig, UnreadableCaFileIsReported) {
-  asio::io_context io;
-  dns::UnboundOptions dns_options;
-  dns_options.servers = {"127.0.0.1:9"};
-  dns::UnboundResolver resolver(io.get_executor(), dns_options);
   https::BeastPolicyFetcherOptions options;
   options.ca_file = "/nonexistent/ca.pem";
-  https::BeastPolicyFetcher fetcher(resolver, options);
-  std::optional<std::expected<std::string, Error>> out;
-  asio::co_spawn(io, fetcher.fetch("example.net"),
-                 [&](std::exception_ptr, std::expected<std::string, Error> r) { out = r; });
-  io.run();
-  ASSERT_TRUE(out.has_value());
-  expect_error(*out, ErrorCategory::fetch_failed, "/nonexistent/ca.pem", "mta-sts.example.net");
+  expect_error(run_fetch("127.0.0.1:9", std::move(options), "example.net").result,
+               ErrorCategory::fetch_failed, "/nonexistent/ca.pem", "mta-sts.example.net");
 }
 
 }  // namespace

@@ -1,29 +1,18 @@
 // normalize_domain, check_ldh_hostname and is_same_or_subdomain (STS-30, STS-31, STS-51).
 #include <gtest/gtest.h>
 
-#include <cctype>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
 
 #include "core/domain.hpp"
+#include "unit/row_name.hpp"
 
 namespace mtasts {
 namespace {
 
-std::string row_name(const char* name, std::size_t index) {
-  std::string out = "r" + std::to_string(index) + "_";
-  for (const unsigned char c : std::string_view(name)) {
-    if (std::isalnum(c) != 0) {
-      out.push_back(static_cast<char>(c));
-    } else if (out.back() != '_') {
-      out.push_back('_');
-    }
-  }
-  while (out.back() == '_') out.pop_back();
-  return out;
-}
+using test_support::row_name;
 
 // An error row expects `category` and a reason containing `reason_part`.
 struct DomainRow {

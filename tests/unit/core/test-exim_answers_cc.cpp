@@ -6,22 +6,13 @@
 #include <string_view>
 #include <vector>
 
+#include "unit/core/answers.hpp"
+
 namespace mtasts {
 namespace {
 
-Answer policy(Mode mode, std::vector<std::string> mx) {
-  Answer answer;
-  answer.kind = AnswerKind::policy;
-  answer.mode = mode;
-  answer.mx = std::move(mx);
-  return answer;
-}
-
-Answer of_kind(AnswerKind kind) {
-  Answer answer;
-  answer.kind = kind;
-  return answer;
-}
+using test_support::of_kind;
+using test_support::policy;
 
 TEST(EximAnswers, getmta_words) {
   EXPECT_EQ(getmta_answer(policy(Mode::enforce, {"a.example"})), "enforce");

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cctype>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -11,22 +10,12 @@
 
 #include "core/domain.hpp"
 #include "core/mx_match.hpp"
+#include "unit/row_name.hpp"
 
 namespace mtasts {
 namespace {
 
-std::string row_name(const char* name, std::size_t index) {
-  std::string out = "r" + std::to_string(index) + "_";
-  for (const unsigned char c : std::string_view(name)) {
-    if (std::isalnum(c) != 0) {
-      out.push_back(static_cast<char>(c));
-    } else if (out.back() != '_') {
-      out.push_back('_');
-    }
-  }
-  while (out.back() == '_') out.pop_back();
-  return out;
-}
+using test_support::row_name;
 
 struct MatchRow {
   const char* name;

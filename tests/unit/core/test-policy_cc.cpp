@@ -1,7 +1,6 @@
 // parse_policy, mode strings and is_text_plain: the policy file (RFC 8461 §3.2).
 #include <gtest/gtest.h>
 
-#include <cctype>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -9,24 +8,14 @@
 #include <vector>
 
 #include "core/policy.hpp"
+#include "unit/row_name.hpp"
 
 namespace mtasts {
 namespace {
 
 using namespace std::string_view_literals;
 
-std::string row_name(const char* name, std::size_t index) {
-  std::string out = "r" + std::to_string(index) + "_";
-  for (const unsigned char c : std::string_view(name)) {
-    if (std::isalnum(c) != 0) {
-      out.push_back(static_cast<char>(c));
-    } else if (out.back() != '_') {
-      out.push_back('_');
-    }
-  }
-  while (out.back() == '_') out.pop_back();
-  return out;
-}
+using test_support::row_name;
 
 struct PolicyRow {
   const char* name;

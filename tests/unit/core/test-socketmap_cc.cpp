@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "unit/core/answers.hpp"
+
 namespace mtasts {
 namespace {
 
@@ -14,19 +16,8 @@ const std::string kPolicy =
     "version: STSv1\nmode: enforce\nmx: mx2.example.com\nmx: *.mail.example.com\n"
     "mx: mx1.example.com\nmax_age: 86400\n";
 
-Answer policy(Mode mode, std::vector<std::string> mx) {
-  Answer answer;
-  answer.kind = AnswerKind::policy;
-  answer.mode = mode;
-  answer.mx = std::move(mx);
-  return answer;
-}
-
-Answer of_kind(AnswerKind kind) {
-  Answer answer;
-  answer.kind = kind;
-  return answer;
-}
+using test_support::of_kind;
+using test_support::policy;
 
 const std::vector<std::string> kMx = {"mx2.example.com", "*.mail.example.com", "mx1.example.com",
                                       "mx2.example.com"};

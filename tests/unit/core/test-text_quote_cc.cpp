@@ -1,12 +1,12 @@
 // quote_input: bounded, escaped quoting of untrusted input for error reasons (style.md §2.2).
 #include <gtest/gtest.h>
 
-#include <cctype>
 #include <ostream>
 #include <string>
 #include <string_view>
 
 #include "core/text_quote.hpp"
+#include "unit/row_name.hpp"
 
 namespace mtasts {
 namespace {
@@ -36,18 +36,7 @@ void PrintTo(const QuoteRow& row, std::ostream* os) {
   *os << row.name;
 }
 
-std::string row_name(const char* name, std::size_t index) {
-  std::string out = "r" + std::to_string(index) + "_";
-  for (const unsigned char c : std::string_view(name)) {
-    if (std::isalnum(c) != 0) {
-      out.push_back(static_cast<char>(c));
-    } else if (out.back() != '_') {
-      out.push_back('_');
-    }
-  }
-  while (out.back() == '_') out.pop_back();
-  return out;
-}
+using test_support::row_name;
 
 class QuoteInputTest : public ::testing::TestWithParam<QuoteRow> {};
 

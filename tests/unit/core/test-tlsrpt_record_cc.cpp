@@ -1,7 +1,6 @@
 // parse_tlsrpt_record / select_tlsrpt_record: the `_smtp._tls` TXT record (RFC 8460 §3).
 #include <gtest/gtest.h>
 
-#include <cctype>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -9,22 +8,12 @@
 #include <vector>
 
 #include "core/tlsrpt_record.hpp"
+#include "unit/row_name.hpp"
 
 namespace mtasts {
 namespace {
 
-std::string row_name(const char* name, std::size_t index) {
-  std::string out = "r" + std::to_string(index) + "_";
-  for (const unsigned char c : std::string_view(name)) {
-    if (std::isalnum(c) != 0) {
-      out.push_back(static_cast<char>(c));
-    } else if (out.back() != '_') {
-      out.push_back('_');
-    }
-  }
-  while (out.back() == '_') out.pop_back();
-  return out;
-}
+using test_support::row_name;
 
 using Uris = std::vector<std::string>;
 
