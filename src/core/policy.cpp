@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "core/domain.hpp"
+#include "core/text_cursor.hpp"
 #include "core/text_quote.hpp"
 
 namespace mtasts {
@@ -25,28 +26,6 @@ namespace {
 constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
 constexpr std::size_t kMaxKeyLength = 32;
 constexpr std::size_t kMaxAgeDigits = 10;
-
-bool is_wsp(char c) {
-  return c == ' ' || c == '\t';
-}
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-bool is_alnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c);
-}
-bool is_key_char(char c) {
-  return is_alnum(c) || c == '_' || c == '-' || c == '.';
-}
-char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string_view trim_wsp(std::string_view text) {
-  while (!text.empty() && is_wsp(text.front())) text.remove_prefix(1);
-  while (!text.empty() && is_wsp(text.back())) text.remove_suffix(1);
-  return text;
-}
 
 // Length of the well-formed UTF-8 sequence (RFC 3629 §4, UTF8-2 / UTF8-3 / UTF8-4) that starts at
 // text[pos] with a non-ASCII byte, or 0 when it is malformed (overlong, surrogate, > U+10FFFF,
@@ -134,6 +113,16 @@ std::optional<Mode> mode_from_string(std::string_view text) {
   return std::nullopt;
 }
 
+std::expected<std::string, Error> check_mx_pattern(std::string_view value) {
+  // STS-14, RFC 8461 §3.2: sts-policy-mx-value = ["*."] Domain (RFC 5321 §4.1.2), A-labels
+  // only, no trailing dot (rfc-checklist §6.11: strict reject). Domain may be one label
+  // ("*.com", "com"): the grammar allows it and has no public-suffix rule.
+  const bool wildcard = value.starts_with("*.");
+  auto host = check_mx_domain(wildcard ? value.substr(2) : value);
+  if (host && wildcard) host->insert(0, "*.");
+  return host;
+}
+
 std::expected<Policy, Error> parse_policy(std::string_view body) {
   if (body.empty()) return policy_error("expected \"key: value\" lines, found an empty body");
   // rfc-checklist §6.4: a byte-order mark is not in the ABNF. We take the strict stance and
@@ -147,15 +136,13 @@ std::expected<Policy, Error> parse_policy(std::string_view body) {
   bool have_mode = false;
   bool have_max_age = false;
 
-  std::size_t pos = 0;
+  text::Cursor lines(body);
   std::size_t line_no = 0;
-  while (pos < body.size()) {
+  while (!lines.at_end()) {
     ++line_no;
     // STS-15, rfc-checklist §6.3: sts-policy-term = LF / CRLF; the last one is optional.
-    const std::size_t lf = body.find('\n', pos);
-    std::string_view line = body.substr(pos, lf == std::string_view::npos ? lf : lf - pos);
-    pos = lf == std::string_view::npos ? body.size() : lf + 1;
-    if (lf != std::string_view::npos && line.ends_with('\r')) line.remove_suffix(1);
+    std::string_view line = lines.take_until('\n');
+    if (lines.consume('\n') && line.ends_with('\r')) line.remove_suffix(1);
     const LineError fail(line_no, line);
 
     // STS-15: a CR is only allowed right before LF (vector pol-cr-only fails).
@@ -167,22 +154,23 @@ std::expected<Policy, Error> parse_policy(std::string_view body) {
 
     // Key: (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / "."). Leading WSP was removed from
     // the grammar on purpose (STS-15, rfc-checklist §6.4); "#" comments do not exist.
-    if (is_wsp(line.front())) {
+    text::Cursor cursor(line);
+    if (cursor.next_is(text::is_wsp)) {
       return fail("expected a key at the start of the line, not whitespace");
     }
-    if (!is_alnum(line.front())) return fail("expected a key starting with a letter or digit");
-    std::size_t i = 0;
-    while (i < line.size() && is_key_char(line[i])) ++i;
-    const std::string_view key = line.substr(0, i);
+    if (!cursor.next_is(text::is_alnum)) {
+      return fail("expected a key starting with a letter or digit");
+    }
+    const std::string_view key = cursor.take_while(text::is_name_char);
     if (key.size() > kMaxKeyLength) return fail("expected a key of at most 32 characters");
-    if (i == line.size() || line[i] != ':') {
-      if (i < line.size() && is_wsp(line[i])) {
+    if (!cursor.consume(':')) {
+      if (cursor.next_is(text::is_wsp)) {
         return fail("expected \":\" right after the key, not whitespace before it");
       }
       return fail("expected \"key: value\" with a key of letters, digits, \"_\", \"-\", \".\"");
     }
     // sts-policy-field-delim = ":" *WSP, and *WSP after the field before the line end.
-    const std::string_view value = trim_wsp(line.substr(i + 1));
+    const std::string_view value = text::trim_wsp(cursor.rest());
     if (value.empty()) return fail("expected a value after \"" + std::string(key) + ":\"");
     // Every line is at least an sts-policy-extension; UTF-8 is allowed there (STS-16, vector
     // pol-unknown-key-utf8-value). Known keys are narrowed further below.
@@ -191,16 +179,13 @@ std::expected<Policy, Error> parse_policy(std::string_view body) {
     }
 
     if (key == "mx") {
-      // STS-14, RFC 8461 §3.2: sts-policy-mx-value = ["*."] Domain (RFC 5321 §4.1.2), A-labels
-      // only, no trailing dot (rfc-checklist §6.11: strict reject). Domain may be one label
-      // ("*.com", "com"): the grammar allows it and has no public-suffix rule. Every mx line
-      // counts, and rfc-checklist §6.5: one malformed mx line invalidates the whole policy.
-      const bool wildcard = value.starts_with("*.");
-      auto host = check_mx_domain(wildcard ? value.substr(2) : value);
-      if (!host) {
-        return fail("expected mx: [\"*.\"]<LDH hostname in A-label form>", host.error().reason);
+      // STS-14 (check_mx_pattern). Every mx line counts, and rfc-checklist §6.5: one malformed
+      // mx line invalidates the whole policy.
+      auto pattern = check_mx_pattern(value);
+      if (!pattern) {
+        return fail("expected mx: [\"*.\"]<LDH hostname in A-label form>", pattern.error().reason);
       }
-      policy.mx.push_back(wildcard ? "*." + *host : std::move(*host));
+      policy.mx.push_back(std::move(*pattern));
       continue;
     }
     // STS-10, RFC 8461 §3.2: for every field except mx, the first occurrence wins and later
@@ -219,7 +204,7 @@ std::expected<Policy, Error> parse_policy(std::string_view body) {
     } else if (key == "max_age") {
       if (have_max_age) continue;
       // STS-13: sts-policy-max-age-value = 1*10(DIGIT).
-      if (value.size() > kMaxAgeDigits || !std::ranges::all_of(value, is_digit)) {
+      if (value.size() > kMaxAgeDigits || !std::ranges::all_of(value, text::is_digit)) {
         return fail("expected max_age: 1 to 10 digits");
       }
       std::int64_t seconds = 0;
@@ -249,11 +234,12 @@ bool is_text_plain(std::string_view content_type) {
   // STS-12, RFC 8461 §3.2 with RFC 7231 §3.1.1.1: media-type = type "/" subtype
   // *(OWS ";" OWS parameter); type and subtype are case-insensitive; all parameters (charset
   // included) are ignored. rfc-checklist §6.6: a missing Content-Type is not text/plain.
-  const std::string_view media = trim_wsp(content_type.substr(0, content_type.find(';')));
+  const std::string_view media = text::trim_wsp(content_type.substr(0, content_type.find(';')));
   constexpr std::string_view kTextPlain = "text/plain";
   return media.size() == kTextPlain.size() &&
-         std::ranges::equal(media, kTextPlain,
-                            [](char a, char b) { return ascii_lower(a) == ascii_lower(b); });
+         std::ranges::equal(media, kTextPlain, [](char a, char b) {
+           return text::ascii_lower(a) == text::ascii_lower(b);
+         });
 }
 
 }  // namespace mtasts

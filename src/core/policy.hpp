@@ -22,8 +22,8 @@ inline constexpr std::int64_t kMaxAgeCap = 31557600;
 
 struct Policy {
   Mode mode = Mode::none;
-  std::int64_t max_age = 0;      // as published, already clamped to kMaxAgeCap (§6.2)
-  std::vector<std::string> mx;   // patterns in order of appearance, lower-cased, A-labels
+  std::int64_t max_age = 0;     // as published, already clamped to kMaxAgeCap (§6.2)
+  std::vector<std::string> mx;  // patterns in order of appearance, lower-cased, A-labels
   friend bool operator==(const Policy&, const Policy&) = default;
 };
 
@@ -39,6 +39,10 @@ struct Policy {
 // - at least one mx unless mode is none (STS-14).
 // Errors: policy_syntax, naming the line number and quoting the line.
 [[nodiscard]] std::expected<Policy, Error> parse_policy(std::string_view body);
+
+// One mx value, sts-policy-mx-value = ["*."] Domain (STS-14): an optional "*." and then a name
+// that check_mx_domain accepts. Returns the pattern lower-cased. Errors: invalid_domain.
+[[nodiscard]] std::expected<std::string, Error> check_mx_pattern(std::string_view value);
 
 // STS-12: true when a Content-Type header value is text/plain (case-insensitive, parameters
 // ignored). A missing header (empty view) is not text/plain (§6.6).

@@ -27,6 +27,9 @@ struct StsRecord {
 // reason that quotes the offending part.
 [[nodiscard]] std::expected<StsRecord, Error> parse_sts_record(std::string_view record);
 
+// STS-03, RFC 8461 §3.1: true when `id` is an sts-id value, 1*32(ALPHA / DIGIT).
+[[nodiscard]] bool is_sts_id(std::string_view id);
+
 // STS-06: of all TXT records at `_mta-sts.<domain>`, keeps those that begin with "v=STSv1"
 // followed by ";", WSP or the end; exactly one must remain and it must parse.
 // Errors: no_record (none remain), multiple_records (more than one), record_syntax.

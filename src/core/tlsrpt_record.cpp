@@ -15,6 +15,7 @@
 #include <optional>
 #include <utility>
 
+#include "core/text_cursor.hpp"
 #include "core/text_quote.hpp"
 
 namespace mtasts {
@@ -22,32 +23,9 @@ namespace mtasts {
 namespace {
 
 constexpr std::string_view kVersion = "v=TLSRPTv1";
-constexpr std::size_t kMaxNameLength = 32;
 
-bool is_wsp(char c) {
-  return c == ' ' || c == '\t';
-}
-bool is_alpha(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-bool is_alnum(char c) {
-  return is_alpha(c) || is_digit(c);
-}
-bool is_hex(char c) {
-  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-bool is_name_char(char c) {
-  return is_alnum(c) || c == '_' || c == '-' || c == '.';
-}
-bool is_value_char(char c) {
-  return c >= 0x21 && c <= 0x7e && c != '=' && c != ';';
-}
-char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
+using text::ascii_lower;
+using text::is_alnum;
 
 // RFC 3986 §2: unreserved / pct-encoded ("%" checked by the caller) / sub-delims / ":" "@" "/"
 // "?" "#" "[" "]", minus ",", "!" and ";", which RPT-03 (RFC 8460 §3) requires percent-encoded.
@@ -81,33 +59,28 @@ bool is_uri_char(char c) {
 }
 
 int hex_value(char c) {
-  if (is_digit(c)) return c - '0';
+  if (text::is_digit(c)) return c - '0';
   return ascii_lower(c) - 'a' + 10;
 }
 
-Error syntax(std::string reason) {
-  return Error{ErrorCategory::record_syntax, "_smtp._tls TXT record: " + std::move(reason)};
-}
-
-bool begins_with_version(std::string_view record) {
-  if (!record.starts_with(kVersion)) return false;
-  if (record.size() == kVersion.size()) return true;
-  const char next = record[kVersion.size()];
-  return next == ';' || is_wsp(next);
+std::unexpected<Error> syntax(std::string reason) {
+  return std::unexpected(
+      Error{ErrorCategory::record_syntax, "_smtp._tls TXT record: " + std::move(reason)});
 }
 
 // Checks one URI as far as the record grammar needs: RFC 3986 scheme ":" then URI characters
 // with well-formed pct-encoding. Returns the reason when it is not a URI.
 std::optional<std::string> uri_problem(std::string_view uri) {
   const std::size_t colon = uri.find(':');
-  if (colon == std::string_view::npos || colon == 0 || !is_alpha(uri.front()) ||
+  if (colon == std::string_view::npos || colon == 0 || !text::is_alpha(uri.front()) ||
       !std::ranges::all_of(uri.substr(0, colon), [](char c) {
         return is_alnum(c) || c == '+' || c == '-' || c == '.';
       })) {
     return "expected a URI \"scheme:...\" in rua, found " + quote_input(uri);
   }
   for (std::size_t i = 0; i < uri.size(); ++i) {
-    if (uri[i] == '%' && !(i + 2 < uri.size() && is_hex(uri[i + 1]) && is_hex(uri[i + 2]))) {
+    if (uri[i] == '%' &&
+        !(i + 2 < uri.size() && text::is_hexdig(uri[i + 1]) && text::is_hexdig(uri[i + 2]))) {
       return "expected \"%\" followed by two hex digits in rua URI " + quote_input(uri);
     }
   }
@@ -164,105 +137,56 @@ std::optional<std::string> usable_uri(std::string_view uri) {
 }  // namespace
 
 std::expected<TlsrptRecord, Error> parse_tlsrpt_record(std::string_view record) {
-  // RFC 8460 §3 ABNF is US-ASCII throughout (URI characters, %x21-7E values).
-  if (std::ranges::any_of(record, [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
-    return std::unexpected(
-        syntax("expected US-ASCII only, found a non-ASCII byte in " + quote_input(record)));
-  }
-  // RPT-02, RFC 8460 §3: %s"v=TLSRPTv1" first, case-sensitive.
-  if (!record.starts_with(kVersion)) {
-    return std::unexpected(
-        syntax("expected the record to begin with \"v=TLSRPTv1\", found " + quote_input(record)));
-  }
+  // RFC 8460 §3 ABNF is US-ASCII throughout (URI characters, %x21-7E values). RPT-02:
+  // %s"v=TLSRPTv1" first, case-sensitive.
+  if (auto problem = text::version_problem(record, kVersion)) return syntax(std::move(*problem));
+  text::Cursor cursor(record, kVersion.size());
 
-  std::optional<std::vector<std::string>> rua;
-  std::size_t rua_seen = 0;
-  std::size_t pos = kVersion.size();
-  const auto rest = [&] { return quote_input(record.substr(pos)); };
-  const auto skip_wsp = [&] {
-    while (pos < record.size() && is_wsp(record[pos])) ++pos;
-  };
-
+  std::optional<std::vector<std::string>> rua;  // the first rua's usable URIs
   while (true) {
     // field-delim = *WSP ";" *WSP; whitespace before ";" follows the ABNF (as rfc-checklist
-    // §6.1 for STS); trailing WSP without ";" is accepted like the STS record's.
-    skip_wsp();
-    if (pos == record.size()) break;
-    if (record[pos] != ';') {
-      return std::unexpected(syntax("expected \";\" between fields, found " + rest()));
-    }
-    ++pos;
-    skip_wsp();
-    if (pos == record.size()) break;  // optional trailing delimiter
-
-    const std::size_t name_start = pos;
-    if (!is_alnum(record[pos])) {
-      return std::unexpected(
-          syntax("expected a field name starting with a letter or digit, found " + rest()));
-    }
-    while (pos < record.size() && is_name_char(record[pos])) ++pos;
-    const std::string_view name = record.substr(name_start, pos - name_start);
-    if (name.size() > kMaxNameLength) {
-      return std::unexpected(
-          syntax("expected a field name of at most 32 characters, found " + quote_input(name)));
-    }
-    if (pos == record.size() || record[pos] != '=') {
-      return std::unexpected(
-          syntax("expected \"=\" after field name " + quote_input(name) + ", found " + rest()));
-    }
-    ++pos;
+    // §6.1 for STS); trailing WSP without ";" is accepted like the STS record's, and so is an
+    // optional trailing delimiter.
+    std::string_view name;
+    if (auto problem = text::read_field_name(cursor, name)) return syntax(std::move(*problem));
+    if (name.empty()) break;
 
     if (name != "rua") {
       // RPT-06, RFC 8460 §3: unknown extension fields are accepted and ignored.
-      const std::size_t value_start = pos;
-      while (pos < record.size() && is_value_char(record[pos])) ++pos;
-      if (pos == value_start) {
-        return std::unexpected(
-            syntax("expected a value after \"" + std::string(name) + "=\", found " + rest()));
+      std::string_view value;
+      if (auto problem = text::read_ext_value(cursor, name, value)) {
+        return syntax(std::move(*problem));
       }
       continue;
     }
 
     // RPT-03: tlsrpt-rua = %s"rua=" tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri). A field named
     // "rua" is always the rua field, so its URIs must parse.
-    ++rua_seen;
     std::vector<std::string> uris;
     while (true) {
-      const std::size_t uri_start = pos;
-      while (pos < record.size() && is_uri_char(record[pos])) ++pos;
-      const std::string_view uri = record.substr(uri_start, pos - uri_start);
+      const std::string_view uri = cursor.take_while(is_uri_char);
       if (uri.empty()) {
-        return std::unexpected(
-            syntax("expected a URI in rua (\",\", \"!\" and \";\" inside a "
-                   "URI must be percent-encoded), found " +
-                   rest()));
+        return syntax(
+            "expected a URI in rua (\",\", \"!\" and \";\" inside a URI must be percent-encoded), "
+            "found " +
+            quote_input(cursor.rest()));
       }
-      if (auto problem = uri_problem(uri)) return std::unexpected(syntax(std::move(*problem)));
+      if (auto problem = uri_problem(uri)) return syntax(std::move(*problem));
       if (auto usable = usable_uri(uri)) uris.push_back(std::move(*usable));
-      const std::size_t after_uri = pos;
-      skip_wsp();
-      if (pos < record.size() && record[pos] == ',') {
-        ++pos;
-        skip_wsp();
-        continue;
-      }
-      pos = after_uri;  // the WSP belongs to the next field-delim
-      break;
+      // WSP not followed by "," is the start of the next field-delim, which skips it anyway.
+      cursor.skip_wsp();
+      if (!cursor.consume(',')) break;
+      cursor.skip_wsp();
     }
     // RFC 8460 is silent on a repeated rua; like RFC 8461 §3.2 (STS-10) the first one wins.
     if (!rua) rua = std::move(uris);
   }
 
-  if (rua_seen == 0) {
-    return std::unexpected(
-        syntax("expected a \"rua=\" field, found none in " + quote_input(record)));
-  }
+  if (!rua) return syntax("expected a \"rua=\" field, found none in " + quote_input(record));
   // RPT-03: only mailto: and https: are defined; a rua with neither leaves nowhere to report.
   if (rua->empty()) {
-    return std::unexpected(
-        syntax("expected a mailto: or https: URI in the first rua, found none "
-               "usable in " +
-               quote_input(record)));
+    return syntax("expected a mailto: or https: URI in the first rua, found none usable in " +
+                  quote_input(record));
   }
   return TlsrptRecord{std::move(*rua)};
 }
@@ -273,7 +197,7 @@ std::expected<TlsrptRecord, Error> select_tlsrpt_record(const std::vector<std::s
   const std::string* chosen = nullptr;
   std::size_t kept = 0;
   for (const std::string& record : records) {
-    if (!begins_with_version(record)) continue;
+    if (!text::begins_with_version(record, kVersion)) continue;
     if (++kept == 1) chosen = &record;
   }
   if (kept == 0) {

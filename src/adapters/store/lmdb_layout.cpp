@@ -10,6 +10,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/domain.hpp"
+#include "core/policy.hpp"
+#include "core/sts_record.hpp"
+
 namespace mtasts::store::layout {
 
 namespace {
@@ -38,56 +42,6 @@ std::string quote(std::string_view value) {
   out += '"';
   if (value.size() > kShown) out += fmt::format("... ({} octets)", value.size());
   return out;
-}
-
-bool is_ldh_label(std::string_view label) {
-  if (label.empty() || label.size() > 63) return false;
-  if (label.front() == '-' || label.back() == '-') return false;
-  for (const char c : label) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-  }
-  return true;
-}
-
-// Lower-case LDH labels joined by dots, at least `min_labels` of them, at most 253 octets.
-bool is_hostname(std::string_view name, int min_labels) {
-  if (name.empty() || name.size() > 253) return false;
-  int labels = 0;
-  std::size_t start = 0;
-  for (;;) {
-    const auto dot = name.find('.', start);
-    const auto label = name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
-    if (!is_ldh_label(label)) return false;
-    ++labels;
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return labels >= min_labels;
-}
-
-std::string to_lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-// RFC 8461 §3.2 mx: ["*."] Domain, already lower-cased.
-bool is_mx_pattern(std::string_view pattern) {
-  if (pattern.starts_with("*.")) pattern.remove_prefix(2);
-  return is_hostname(pattern, 1);
-}
-
-// RFC 8461 §3.1 sts-id: 1*32(ALPHA / DIGIT).
-bool is_policy_id(std::string_view id) {
-  if (id.empty() || id.size() > 32) return false;
-  for (const char c : id) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
-      return false;
-    }
-  }
-  return true;
 }
 
 bool is_report(std::string_view report) {
@@ -134,7 +88,7 @@ std::expected<CachedPolicy, std::string> decode_seed(const RawRecord& raw) {
         fmt::format(":expire {} is not a decimal Unix time", quote(*expire_value)));
   }
   if (!id_value) return std::unexpected("the :id key is missing");
-  if (!is_policy_id(*id_value)) {
+  if (!is_sts_id(*id_value)) {
     return std::unexpected(fmt::format(":id {} is not 1-32 letters and digits", quote(*id_value)));
   }
   CachedPolicy cached;
@@ -157,12 +111,12 @@ std::expected<CachedPolicy, std::string> decode_seed(const RawRecord& raw) {
     const auto colon = mx_value->find(':', start);
     const auto part = mx_value->substr(
         start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
-    std::string pattern = to_lower(part);
-    if (!is_mx_pattern(pattern)) {
+    auto pattern = check_mx_pattern(part);
+    if (!pattern) {
       return std::unexpected(
           fmt::format(":mx pattern {} is not [\"*.\"] followed by an LDH name", quote(part)));
     }
-    cached.policy.mx.push_back(std::move(pattern));
+    cached.policy.mx.push_back(std::move(*pattern));
     if (colon == std::string_view::npos) break;
     start = colon + 1;
   }
@@ -281,7 +235,7 @@ class ExtrasReader {
     };
     switch (key_) {
       case Key::failed_id:
-        if (!value.empty() && !is_policy_id(value)) return fail("is not 1-32 letters and digits");
+        if (!value.empty() && !is_sts_id(value)) return fail("is not 1-32 letters and digits");
         return store(extras.failed_id, 32);
       case Key::last_error:
         return store(extras.last_error, 3 * kMaxLastError);
@@ -305,7 +259,7 @@ class ExtrasReader {
         // Exactly what encode() writes: no control octets or over-long reasons in a host line.
         if (!hosts || format_dane_hosts(*hosts) != value ||
             !std::all_of(hosts->begin(), hosts->end(),
-                         [](const DaneHost& host) { return is_storable_domain(host.name); })) {
+                         [](const DaneHost& host) { return is_storable_host_name(host.name); })) {
           return fail("is not a list of MX hosts");
         }
         extras.dane_hosts = std::move(*hosts);
@@ -447,8 +401,33 @@ Error refuse(std::string reason) {
 
 }  // namespace
 
+bool is_storable_host_name(std::string_view name) {
+  // An MX target as DNS gave it (lower-cased, no root dot): LDH labels, at least two. Looser
+  // than a normalized domain on purpose: an MX naming "192.0.2.1" or a malformed A-label is the
+  // receiver's problem, and refusing to store it would leave the domain uncached, looked up
+  // again on every delivery.
+  if (name.empty() || name.size() > 253) return false;
+  int labels = 0;
+  for (std::size_t start = 0;;) {
+    const auto dot = name.find('.', start);
+    const auto label = name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (const char c : label) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    }
+    ++labels;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return labels >= 2;
+}
+
 bool is_storable_domain(std::string_view domain) {
-  return is_hostname(domain, 2);
+  // What normalize_domain returns: an LDH hostname in A-label form, already lower-case.
+  const auto checked = check_ldh_hostname(domain);
+  return checked && *checked == domain;
 }
 
 std::string key(std::string_view domain, Field field) {
@@ -575,7 +554,7 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
   if (entry.failures < 0 || entry.failures > kMaxFailures) {
     return std::unexpected(refuse(fmt::format("failures {} is out of range", entry.failures)));
   }
-  if (!entry.failed_id.empty() && !is_policy_id(entry.failed_id)) {
+  if (!entry.failed_id.empty() && !is_sts_id(entry.failed_id)) {
     return std::unexpected(
         refuse(fmt::format("failed_id {} is not 1-32 letters and digits", quote(entry.failed_id))));
   }
@@ -612,7 +591,7 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
       const bool hosts_ok =
           hosts.size() <= kMaxDaneHostsText && dane.hosts.size() <= kMaxDaneHosts &&
           std::all_of(dane.hosts.begin(), dane.hosts.end(),
-                      [](const DaneHost& host) { return is_storable_domain(host.name); });
+                      [](const DaneHost& host) { return is_storable_host_name(host.name); });
       if (!hosts_ok) return std::unexpected(refuse("DANE host list is not storable"));
       extras["dane"] = to_string(dane.verdict);
       extras["dane_reason"] = std::string_view(dane.reason).substr(0, kMaxLastError);
@@ -625,7 +604,7 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
     if (entry.policy) {
       const CachedPolicy& cached = *entry.policy;
       const Policy& policy = cached.policy;
-      if (!is_policy_id(cached.id)) {
+      if (!is_sts_id(cached.id)) {
         return std::unexpected(
             refuse(fmt::format("policy id {} is not 1-32 letters and digits", quote(cached.id))));
       }
@@ -645,13 +624,13 @@ std::expected<Encoded, Error> encode(const CacheEntry& entry) {
       }
       std::string mx;
       for (const auto& pattern : policy.mx) {
-        std::string lower = to_lower(pattern);
-        if (!is_mx_pattern(lower)) {
+        const auto lower = check_mx_pattern(pattern);
+        if (!lower) {
           return std::unexpected(refuse(fmt::format(
               "mx pattern {} is not [\"*.\"] followed by an LDH name", quote(pattern))));
         }
         if (!mx.empty()) mx += ':';
-        mx += lower;
+        mx += *lower;
       }
       if (mx.size() > kMaxMxValue) return std::unexpected(refuse("the mx list is too long"));
       set(Field::mode, std::string(to_string(policy.mode)));

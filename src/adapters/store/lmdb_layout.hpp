@@ -51,9 +51,12 @@ enum class Field { mode, mx, expire, id, report, extras };
 inline constexpr std::array<Field, 6> kFields = {Field::mode, Field::mx,     Field::expire,
                                                  Field::id,   Field::report, Field::extras};
 
-// True for what may name a domain in a key: lower-case LDH labels joined by dots, at most 253
-// octets, no ':' and no leading '_' (so no key of one domain can be mistaken for another's).
+// True for what may name a domain in a key: a name as normalize_domain returns it (an LDH
+// hostname in A-label form that check_ldh_hostname accepts, already lower-case), so no ':' and no
+// leading '_' (no key of one domain can be mistaken for another's).
 [[nodiscard]] bool is_storable_domain(std::string_view domain);
+// A DANE host name as stored: an MX target as DNS gave it (LDH labels, lower-case, two or more).
+[[nodiscard]] bool is_storable_host_name(std::string_view name);
 
 // The key of one field of a domain's entry.
 [[nodiscard]] std::string key(std::string_view domain, Field field);

@@ -6,12 +6,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "adapters/store/lmdb_store.hpp"
+#include "core/domain.hpp"
 
 #include "unit/adapters/temp_dir.hpp"
 
@@ -467,6 +469,117 @@ TEST(LmdbLayoutFuzzFindings, malformed_extras_never_read_back_as_something_unwri
   layout::Decoded huge = with_extras([](json& e) { e["text"] = std::string(70000, 'x'); });
   EXPECT_FALSE(huge.problems.empty());
   EXPECT_EQ(huge.entry->next_check, 0);
+}
+
+}  // namespace
+}  // namespace mtasts::store
+
+namespace mtasts::store {
+namespace {
+
+// The layout checks what it reads back with the core's own validators (style §4: adapters call
+// the core's validators): a seed :mx pattern is what parse_policy accepts for an mx line, an :id
+// what parse_sts_record accepts, a key's domain what normalize_domain returns. The rows marked
+// "stricter" were accepted by the layout's former copies of those checks.
+struct SeedRow {
+  const char* name;
+  std::string mx;
+  std::string id;
+  bool policy;  // false: "policy ignored"
+};
+
+layout::Decoded decode_seed_keys(const SeedRow& row) {
+  layout::RawRecord raw;
+  raw[layout::Field::mode] = "enforce";
+  raw[layout::Field::mx] = row.mx;
+  raw[layout::Field::expire] = "1700000000";
+  raw[layout::Field::id] = row.id;
+  return layout::decode(raw);
+}
+
+TEST(LmdbLayoutCoreGrammar, seed_keys_are_checked_as_the_core_parses_them) {
+  const std::vector<SeedRow> rows = {
+      {"STS-14 §3.2 mx patterns, lower-cased", "mx1.Example.com:*.example.NET", "abc", true},
+      {"STS-14 §3.2 one-label domain", "*.com:com", "abc", true},
+      {"STS-14 §3.2 A-label", "mx.xn--mnchen-3ya.de", "abc", true},
+      {"STS-14 stricter: all-numeric top label", "mx.example.123", "abc", false},
+      {"STS-14 stricter: address text", "192.0.2.1", "abc", false},
+      {"STS-14 stricter: wildcard over a number", "*.123", "abc", false},
+      {"STS-51 stricter: xn-- label that is no A-label", "mx.xn--zz.example", "abc", false},
+      {"STS-14 R-LDH label kept", "r1---sn-abc.example.com", "abc", true},
+      {"STS-03 §3.1 id of 32", "mx.example.com", std::string(32, 'Z'), true},
+      {"STS-03 §3.1 id of 33", "mx.example.com", std::string(33, 'Z'), false},
+      {"STS-03 §3.1 id with a hyphen", "mx.example.com", "ab-c", false},
+  };
+  for (const SeedRow& row : rows) {
+    SCOPED_TRACE(row.name);
+    const layout::Decoded decoded = decode_seed_keys(row);
+    ASSERT_TRUE(decoded.entry);
+    EXPECT_EQ(decoded.entry->policy.has_value(), row.policy);
+    // The same verdict as the core parsers give the policy file and the TXT record.
+    std::string body = "version: STSv1\nmode: enforce\nmax_age: 86400\n";
+    for (std::size_t start = 0; start <= row.mx.size();) {
+      const std::size_t colon = std::min(row.mx.find(':', start), row.mx.size());
+      body += "mx: " + row.mx.substr(start, colon - start) + "\n";
+      start = colon + 1;
+    }
+    const bool core_accepts =
+        parse_policy(body).has_value() && parse_sts_record("v=STSv1; id=" + row.id).has_value();
+    EXPECT_EQ(core_accepts, row.policy);
+    if (decoded.entry->policy) {
+      EXPECT_EQ(decoded.entry->policy->policy.mx, parse_policy(body)->mx);
+    }
+  }
+}
+
+TEST(LmdbLayoutCoreGrammar, storable_domain_is_a_normalized_domain) {
+  for (const char* domain : {"example.com", "mx.xn--mnchen-3ya.de", "r1---sn-abc.example.com"}) {
+    EXPECT_TRUE(layout::is_storable_domain(domain)) << domain;
+    EXPECT_EQ(normalize_domain(domain), domain);
+  }
+  for (const char* domain :
+       {"Example.com", "example", "example.com.", "_mtasts.example.com", "example.com:mx", "",
+        // stricter than the former copy of the LDH check:
+        "example.123", "192.0.2.1", "xn--zz.example"}) {
+    EXPECT_FALSE(layout::is_storable_domain(domain)) << domain;
+    const auto normalized = normalize_domain(domain);
+    EXPECT_FALSE(normalized && *normalized == domain) << domain;
+  }
+  EXPECT_FALSE(layout::parse_key("example.123:mode"));
+  EXPECT_FALSE(layout::parse_key("_mtasts:xn--zz.example"));
+}
+
+TEST(LmdbLayoutCoreGrammar, encode_refuses_what_the_core_would_not_parse) {
+  CacheEntry numeric_mx = enforce_entry();
+  numeric_mx.policy->policy.mx = {"*.123"};
+  ASSERT_FALSE(layout::encode(numeric_mx));
+  EXPECT_NE(layout::encode(numeric_mx).error().reason.find("mx pattern"), std::string::npos);
+
+  CacheEntry bad_a_label = enforce_entry();
+  bad_a_label.policy->policy.mx = {"mx.xn--zz.example"};
+  EXPECT_FALSE(layout::encode(bad_a_label));
+
+  CacheEntry failed_id = enforce_entry();
+  failed_id.failed_id = "not-an-id";
+  EXPECT_FALSE(layout::encode(failed_id));
+
+  // A DANE host is an MX target as DNS gave it: one named by address text or a malformed
+  // A-label is the receiver's problem, and the entry stays cacheable (else every delivery would
+  // look the domain up again). Underscores and one-label names are still refused.
+  for (const char* name : {"192.0.2.1", "mx.xn--zz.example"}) {
+    CacheEntry odd_host = enforce_entry();
+    odd_host.dane = dane_state(DaneVerdict::partial);
+    odd_host.dane->hosts[0].name = name;
+    auto encoded = layout::encode(odd_host);
+    ASSERT_TRUE(encoded) << name;
+  }
+  for (const char* name : {"mx_1.example", "localhost", "-mx.example"}) {
+    CacheEntry bad_host = enforce_entry();
+    bad_host.dane = dane_state(DaneVerdict::partial);
+    bad_host.dane->hosts[0].name = name;
+    ASSERT_FALSE(layout::encode(bad_host)) << name;
+    EXPECT_NE(layout::encode(bad_host).error().reason.find("DANE"), std::string::npos);
+  }
 }
 
 }  // namespace
