@@ -2,15 +2,16 @@
 // on. The TLSRPT result type of each category is decided in one place (tlsrpt_result.hpp).
 #pragma once
 
+#include <exception>
 #include <string>
 #include <string_view>
 
 namespace mtasts {
 
 enum class ErrorCategory {
-  invalid_domain,    // input is not a hostname we can look up
-  address_literal,   // [192.0.2.1] style next hop: no policy can exist (STS-30)
-  no_record,         // no _mta-sts / _smtp._tls record (NXDOMAIN, NODATA, none of the right version)
+  invalid_domain,   // input is not a hostname we can look up
+  address_literal,  // [192.0.2.1] style next hop: no policy can exist (STS-30)
+  no_record,        // no _mta-sts / _smtp._tls record (NXDOMAIN, NODATA, none of the right version)
   multiple_records,  // more than one record of the right version (STS-06, RPT-04)
   record_syntax,     // the one record does not follow the grammar
   dns_temporary,     // SERVFAIL, timeout, network error: cannot tell now
@@ -31,5 +32,9 @@ struct Error {
 
   friend bool operator==(const Error&, const Error&) = default;
 };
+
+// What an exception that ended a coroutine or a thread says, for a log line: its what(), or
+// "unknown exception" for one that is not a std::exception.
+[[nodiscard]] std::string exception_text(std::exception_ptr error);
 
 }  // namespace mtasts

@@ -50,14 +50,7 @@ void CdbExporter::start() {
   if (started_) return;
   started_ = true;
   asio::co_spawn(executor_, loop(), [logger = state_.logger](std::exception_ptr error) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      logger->error("cdb export: internal error: {}", e.what());
-    } catch (...) {
-      logger->error("cdb export: internal error");
-    }
+    if (error) logger->error("cdb export: internal error: {}", exception_text(error));
   });
 }
 
@@ -95,7 +88,7 @@ asio::awaitable<void> CdbExporter::export_now(const std::string& path, bool stri
     std::size_t domains = 0;
     UnixTime valid_until = std::numeric_limits<UnixTime>::max();
   };
-  std::shared_ptr<store::WriteBehindStore> store = state_.backend->store();
+  std::shared_ptr<store::SharedStore> store = state_.backend->store();
   const UnixTime now = system_now();
   // A named job: g++ 12 destroys a lambda temporary inside a co_await expression twice.
   auto build = [store, path, strict, now, written = written_] {

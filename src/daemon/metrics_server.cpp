@@ -49,12 +49,8 @@ void MetricsServer::start(std::function<std::string()> render,
   render_ = std::move(render);
   log_error_ = std::move(log_error);
   asio::co_spawn(acceptor_.get_executor(), accept_loop(), [this](std::exception_ptr error) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      log_error_(fmt::format("{}: internal error: {}", description_, e.what()));
-    }
+    if (error)
+      log_error_(fmt::format("{}: internal error: {}", description_, exception_text(error)));
   });
 }
 

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <random>
 #include <utility>
 
 #include <fmt/chrono.h>
@@ -24,26 +25,6 @@ std::string format_time(UnixTime t) {
   return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(static_cast<std::time_t>(t)));
 }
 
-// What plan_refresh() reads, without the bulk (policy text, mx list) of every cached domain.
-CacheEntry trimmed(const CacheEntry& entry) {
-  CacheEntry out;
-  if (entry.policy) {
-    out.policy = CachedPolicy{};
-    out.policy->policy.mode = entry.policy->policy.mode;
-    out.policy->id = entry.policy->id;
-    out.policy->fetched_at = entry.policy->fetched_at;
-    out.policy->expires_at = entry.policy->expires_at;
-  }
-  out.checked_at = entry.checked_at;
-  out.next_check = entry.next_check;
-  out.unavailable = entry.unavailable;
-  out.failed_id = entry.failed_id;
-  out.failures = entry.failures;
-  out.retry_fetch_at = entry.retry_fetch_at;
-  out.last_error = entry.last_error;
-  return out;
-}
-
 std::string some_names(const std::vector<std::string>& names) {
   std::string out;
   for (std::size_t i = 0; i < names.size() && i < kNamesInLog; ++i) {
@@ -52,6 +33,13 @@ std::string some_names(const std::vector<std::string>& names) {
   }
   if (names.size() > kNamesInLog) out += fmt::format(" and {} more", names.size() - kNamesInLog);
   return out;
+}
+
+// The jitter's source: std::function copies it, so the generator lives inside.
+RefreshSchedule::Random seeded_random() {
+  return [generator = std::mt19937_64(std::random_device{}())]() mutable {
+    return std::uniform_real_distribution<double>(0.0, 1.0)(generator);
+  };
 }
 
 }  // namespace
@@ -63,9 +51,10 @@ Refresher::Refresher(asio::any_io_executor executor, State& state, Worker& worke
       worker_(worker),
       background_(std::move(background)),
       activity_(activity),
+      schedule_(&system_now, seeded_random(), state.config->timing,
+                state.config->daemon.refresh_timing),
       wake_(executor),
       scan_timer_(executor),
-      random_(std::random_device{}()),
       usage_saved_at_(std::chrono::steady_clock::now()) {}
 
 std::string Refresher::usage_path(const std::string& cache_path) {
@@ -78,14 +67,7 @@ void Refresher::start() {
   // Last use from the previous run, before the first request is counted.
   adopt_cache(state_.backend->store()->path());
   auto log_end = [logger = state_.logger](std::exception_ptr error) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      logger->error("refresh: internal error: {}", e.what());
-    } catch (...) {
-      logger->error("refresh: internal error");
-    }
+    if (error) logger->error("refresh: internal error: {}", exception_text(error));
   };
   asio::co_spawn(executor_, scan_loop(), log_end);
   asio::co_spawn(executor_, dispatch_loop(), log_end);
@@ -94,94 +76,37 @@ void Refresher::start() {
 void Refresher::stop() {
   if (stopping_) return;
   stopping_ = true;
+  schedule_.close();
   wake_.cancel();
   scan_timer_.cancel();
   if (!cache_path_.empty()) save_usage_now();
 }
 
-double Refresher::draw() {
-  return std::uniform_real_distribution<double>(0.0, 1.0)(random_);
-}
-
-Refresher::Tracked& Refresher::track(const std::string& domain) {
-  auto [it, inserted] = tracked_.try_emplace(domain);
-  if (inserted) {
-    it->second.draw = draw();
-    if (auto saved = saved_.find(domain); saved != saved_.end()) {
-      it->second.state.last_used = saved->second.last_used;
-      it->second.state.own_check = saved->second.own_check;
-      saved_.erase(saved);
-    }
-  }
-  return it->second;
+RefreshSchedule& Refresher::schedule() {
+  const Config& config = *state_.config;
+  schedule_.set_timing(config.timing, config.daemon.refresh_timing);
+  return schedule_;
 }
 
 void Refresher::used(const std::string& domain) {
   if (stopping_) return;
-  Tracked& tracked = track(domain);
-  tracked.state.last_used = std::max(tracked.state.last_used, system_now());
+  schedule().used(domain);
 }
 
 void Refresher::learn(const std::string& domain, const CacheEntry& entry) {
   if (stopping_) return;
-  Tracked& tracked = track(domain);
-  const UnixTime now = system_now();
-  tracked.state.last_used = std::max(tracked.state.last_used, now);
-  if (tracked.running) return;  // the refresh's own result is planned when it finishes
-  tracked.entry = trimmed(entry);
-  tracked.has_entry = true;
-  plan(domain, tracked, now);
-}
-
-RefreshPlan Refresher::plan(const std::string& domain, Tracked& tracked, UnixTime now) {
-  const Config& config = *state_.config;
-  const RefreshPlan planned = plan_refresh(tracked.entry, tracked.state, now, config.timing,
-                                           config.daemon.refresh_timing, tracked.draw);
-  if (planned.action != RefreshAction::refresh) {
-    tracked.ticket = 0;
-    return planned;
-  }
-  if (tracked.ticket != 0 && tracked.planned_at == planned.at) return planned;  // queued as is
-  tracked.ticket = ++next_ticket_;
-  tracked.planned_at = planned.at;
-  // Superseded items stay in the heap until they come up; rebuild it when they dominate.
-  if (queue_.size() > 2 * tracked_.size() + 1024) {
-    std::priority_queue<Item, std::vector<Item>, std::greater<>> fresh;
-    for (const auto& [name, other] : tracked_) {
-      if (other.ticket != 0 && &other != &tracked) {
-        fresh.push(Item{other.planned_at, other.ticket, name});
-      }
-    }
-    queue_ = std::move(fresh);
-  }
-  queue_.push(Item{planned.at, tracked.ticket, domain});
-  if (planned.at <= now) wake();
-  return planned;
+  if (schedule().learn(domain, entry)) wake();
 }
 
 asio::awaitable<void> Refresher::dispatch_loop() {
   while (!stopping_) {
     const std::shared_ptr<const Config> config = state_.config;
     const DaemonConfig& settings = config->daemon;
-    const UnixTime now = system_now();
-    while (settings.refresh && running_ < settings.refresh_concurrency && !queue_.empty() &&
-           queue_.top().at <= now) {
-      Item item = queue_.top();
-      queue_.pop();
-      auto it = tracked_.find(item.domain);
-      if (it == tracked_.end() || it->second.ticket != item.ticket || it->second.running) continue;
-      Tracked& tracked = it->second;
-      // Planned a while ago: the domain may have become unused since (the scan drops it), or a
-      // lookup may have made it due later.
-      const RefreshPlan current = plan_refresh(tracked.entry, tracked.state, now, config->timing,
-                                               settings.refresh_timing, tracked.draw);
-      if (current.action == RefreshAction::refresh && current.at <= now) {
-        tracked.ticket = 0;
-        start_refresh(item.domain, tracked, now);
-      } else {
-        tracked.ticket = 0;
-        plan(item.domain, tracked, now);
-      }
+    if (settings.refresh) {
+      const std::vector<RefreshSchedule::Due> due =
+          schedule().take_due(settings.refresh_concurrency);
+      std::size_t running = schedule_.running() - due.size();
+      for (const RefreshSchedule::Due& item : due) start_refresh(item, ++running);
     }
     // Due times are whole seconds of the wall clock, which may step: look again every second,
     // or at once when a refresh finishes or something falls due.
@@ -190,26 +115,15 @@ asio::awaitable<void> Refresher::dispatch_loop() {
   }
 }
 
-void Refresher::start_refresh(const std::string& domain, Tracked& tracked, UnixTime now) {
-  tracked.running = true;
-  ++running_;
+void Refresher::start_refresh(const RefreshSchedule::Due& due, std::size_t running) {
   background_->add();
   std::shared_ptr<Backend> backend = state_.backend;
-  state_.logger->debug("refresh: {}: starting ({} running)", domain, running_);
-  asio::co_spawn(executor_, backend->refresh(domain),
-                 [this, domain, now](std::exception_ptr error, LookupResult result) {
+  state_.logger->debug("refresh: {}: starting ({} running)", due.domain, running);
+  asio::co_spawn(executor_, backend->refresh(due.domain),
+                 [this, due](std::exception_ptr error, LookupResult result) {
                    std::string failure;
-                   if (error) {
-                     try {
-                       std::rethrow_exception(error);
-                     } catch (const std::exception& e) {
-                       failure = fmt::format("internal error: {}", e.what());
-                     } catch (...) {
-                       failure = "internal error";
-                     }
-                   }
-                   finish(domain, now, error ? nullptr : &result, failure);
-                   --running_;
+                   if (error) failure = "internal error: " + exception_text(error);
+                   finish(due.domain, due.started, error ? nullptr : &result, failure);
                    background_->remove();
                    wake();
                  });
@@ -217,34 +131,20 @@ void Refresher::start_refresh(const std::string& domain, Tracked& tracked, UnixT
 
 void Refresher::finish(const std::string& domain, UnixTime started, const LookupResult* result,
                        const std::string& failure) {
-  Tracked& tracked = track(domain);
-  tracked.running = false;
-  tracked.state.last_attempt = started;
-  tracked.draw = draw();
-  spdlog::logger& log = *state_.logger;
-  const UnixTime now = system_now();
-  bool failed = true;
-  std::string why = failure;
-  if (result != nullptr && result->entry) {
-    const CacheEntry& entry = *result->entry;
-    tracked.state.own_check = entry.checked_at;
-    tracked.entry = trimmed(entry);
-    tracked.has_entry = true;
-    failed = refresh_failed(entry);
-    why = entry.last_error;
-  } else if (why.empty()) {
-    why = "the cache could not be written";
-  }
-  tracked.state.failures = failed ? tracked.state.failures + 1 : 0;
-  activity_.metrics.refresh(!failed);
+  const CacheEntry* stored = result != nullptr && result->entry ? &*result->entry : nullptr;
+  const RefreshSchedule::Outcome outcome = schedule().finish(domain, started, stored);
+  std::string why = stored != nullptr ? stored->last_error : failure;
+  if (stored == nullptr && why.empty()) why = "the cache could not be written";
+  activity_.metrics.refresh(!outcome.failed);
   activity_.cache_written();
   if (stopping_) return;
-  const RefreshPlan next = plan(domain, tracked, now);
+  spdlog::logger& log = *state_.logger;
+  const RefreshPlan& next = outcome.next;
   const std::string next_text = next.action == RefreshAction::refresh
                                     ? fmt::format("next refresh at {}", format_time(next.at))
                                     : "no further refresh planned";
-  const CacheEntry& entry = tracked.entry;
-  if (!failed) {
+  const CacheEntry& entry = outcome.entry;
+  if (!outcome.failed) {
     if (entry.policy) {
       log.debug("refresh: {}: policy id {} mode {} valid until {}; {}", domain, entry.policy->id,
                 to_string(entry.policy->policy.mode), format_time(entry.policy->expires_at),
@@ -254,16 +154,15 @@ void Refresher::finish(const std::string& domain, UnixTime started, const Lookup
     }
     return;
   }
-  if (refresh_failure_matters(entry, now)) {
+  if (outcome.matters) {
     // STS-28: said long before the cached policy would lapse.
     log.warn(
         "refresh: {}: failed ({} in a row): {}; the cached {} policy (id {}) stays in force "
         "until {}; {}",
-        domain, tracked.state.failures, why, to_string(entry.policy->policy.mode), entry.policy->id,
+        domain, outcome.failures, why, to_string(entry.policy->policy.mode), entry.policy->id,
         format_time(entry.policy->expires_at), next_text);
   } else {
-    log.info("refresh: {}: failed ({} in a row): {}; {}", domain, tracked.state.failures, why,
-             next_text);
+    log.info("refresh: {}: failed ({} in a row): {}; {}", domain, outcome.failures, why, next_text);
   }
 }
 
@@ -280,9 +179,7 @@ asio::awaitable<void> Refresher::scan_loop() {
 void Refresher::adopt_cache(const std::string& cache_path) {
   if (cache_path == cache_path_) return;
   if (!cache_path_.empty()) save_usage_now();
-  tracked_.clear();
-  queue_ = {};
-  saved_.clear();
+  schedule_.clear();
   cache_path_ = cache_path;
   const std::string path = usage_path(cache_path);
   auto text = read_file(path, kMaxUsageFile);
@@ -293,17 +190,15 @@ void Refresher::adopt_cache(const std::string& cache_path) {
     }
     return;
   }
-  ParsedUsage parsed = parse_usage_file(*text);
-  for (const std::string& problem : parsed.problems) {
+  for (const std::string& problem : schedule_.restore_usage(*text)) {
     state_.logger->warn("refresh: {}: {}", path, problem);
   }
-  saved_ = std::move(parsed.records);
 }
 
 asio::awaitable<void> Refresher::scan() {
   const std::shared_ptr<const Config> config = state_.config;
   if (!config->daemon.refresh) co_return;
-  std::shared_ptr<store::WriteBehindStore> store = state_.backend->store();
+  std::shared_ptr<store::SharedStore> store = state_.backend->store();
   adopt_cache(store->path());
   const auto began = std::chrono::steady_clock::now();
   // Jobs are named locals: g++ 12 destroys a lambda temporary inside a co_await expression
@@ -316,31 +211,15 @@ asio::awaitable<void> Refresher::scan() {
                          listed.error().reason);
     co_return;
   }
-  const UnixTime now = system_now();
-  const std::uint64_t scan = ++scans_;
-  std::vector<std::string> drops;
-  for (const auto& [domain, entry] : *listed) {
-    Tracked& tracked = track(domain);
-    tracked.seen = scan;
-    tracked.state.last_used = observed_last_use(entry, tracked.state);
-    if (tracked.running) continue;
-    tracked.entry = trimmed(entry);
-    tracked.has_entry = true;
-    if (plan(domain, tracked, now).action == RefreshAction::drop) drops.push_back(domain);
-  }
-  // What the usage file said about domains no longer cached is of no use any more.
-  saved_.clear();
-  // Gone from the file (mtasts purge, or a corrupt file replaced): forget them.
-  std::erase_if(tracked_, [scan](const auto& item) {
-    return item.second.seen != scan && !item.second.running && item.second.has_entry;
-  });
+  RefreshSchedule::ScanOutcome outcome = schedule().scan(*listed);
+  if (outcome.due_now) wake();
   const auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began);
   state_.logger->debug("refresh: scanned {} cached domain(s) in {:.3f} s; {} to drop",
-                       listed->size(), took.count(), drops.size());
-  if (!drops.empty()) co_await drop(store, std::move(drops));
+                       listed->size(), took.count(), outcome.drops.size());
+  if (!outcome.drops.empty()) co_await drop(store, std::move(outcome.drops));
   if (!stopping_ && std::chrono::steady_clock::now() - usage_saved_at_ >= kUsageSaveInterval) {
     const std::string path = usage_path(cache_path_);
-    std::string text = usage_text();
+    std::string text = schedule_.usage_text();
     usage_saved_at_ = std::chrono::steady_clock::now();
     auto save = [path, text = std::move(text)] { return replace_file(path, 0640, text); };
     auto saved = co_await worker_.run(std::move(save));
@@ -348,7 +227,7 @@ asio::awaitable<void> Refresher::scan() {
   }
 }
 
-asio::awaitable<void> Refresher::drop(std::shared_ptr<store::WriteBehindStore> store,
+asio::awaitable<void> Refresher::drop(std::shared_ptr<store::SharedStore> store,
                                       std::vector<std::string> domains) {
   struct Outcome {
     std::vector<std::string> erased;
@@ -367,7 +246,7 @@ asio::awaitable<void> Refresher::drop(std::shared_ptr<store::WriteBehindStore> s
     return out;
   };
   Outcome outcome = co_await worker_.run(std::move(erase));
-  for (const std::string& domain : outcome.erased) tracked_.erase(domain);
+  schedule_.forget(outcome.erased);
   for (const std::string& error : outcome.errors) {
     state_.logger->error("refresh: cannot drop {}", error);
   }
@@ -380,29 +259,18 @@ asio::awaitable<void> Refresher::drop(std::shared_ptr<store::WriteBehindStore> s
   activity_.cache_written();
 }
 
-std::string Refresher::usage_text() const {
-  std::map<std::string, UsageRecord> records = saved_;
-  for (const auto& [domain, tracked] : tracked_) {
-    if (!tracked.has_entry && tracked.state.last_used == 0) continue;
-    records[domain] = UsageRecord{tracked.state.last_used, tracked.state.own_check};
-  }
-  return format_usage_file(records);
-}
-
 void Refresher::save_usage_now() {
   const std::string path = usage_path(cache_path_);
-  if (auto saved = replace_file(path, 0640, usage_text()); !saved) {
+  if (auto saved = replace_file(path, 0640, schedule_.usage_text()); !saved) {
     state_.logger->warn("refresh: cannot save last use: {}", saved.error());
   }
   usage_saved_at_ = std::chrono::steady_clock::now();
 }
 
 void Refresher::fill(Gauges& gauges) const {
-  gauges.refresh_running = running_;
-  gauges.refresh_tracked = tracked_.size();
-  std::size_t planned = 0;
-  for (const auto& [domain, tracked] : tracked_) planned += tracked.ticket != 0 ? 1 : 0;
-  gauges.refresh_queued = planned;
+  gauges.refresh_running = schedule_.running();
+  gauges.refresh_tracked = schedule_.tracked();
+  gauges.refresh_queued = schedule_.queued();
 }
 
 }  // namespace mtasts::daemon

@@ -1,7 +1,8 @@
 // The proactive refresh of cached policies (RFC 8461 §3.3; issue item 4), on the daemon's event
 // loop. A scan walks the cache file every refresh_scan_interval (on the worker thread) to learn
 // of entries other programs wrote and of uses they made; the daemon's own lookups are learnt at
-// once. core/refresh_plan.hpp decides when each entry is refreshed or dropped; a dispatcher
+// once. service/refresh_schedule.hpp keeps the books and decides (core/refresh_plan.hpp) when
+// each entry is refreshed or dropped; this file only runs timers and coroutines. A dispatcher
 // starts due refreshes, at most refresh_concurrency at a time, each its own coroutine (a lookup
 // never waits for one; one of the same domain shares the PolicyService's flight).
 //
@@ -12,24 +13,18 @@
 #pragma once
 
 #include <chrono>
-#include <cstdint>
-#include <functional>
-#include <map>
+#include <cstddef>
 #include <memory>
-#include <queue>
-#include <random>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
 
 #include "core/decide.hpp"
-#include "core/refresh_plan.hpp"
-#include "core/usage_file.hpp"
 #include "daemon/activity.hpp"
 #include "daemon/state.hpp"
 #include "daemon/worker.hpp"
+#include "service/refresh_schedule.hpp"
 
 namespace mtasts::daemon {
 
@@ -58,37 +53,18 @@ class Refresher {
   [[nodiscard]] static std::string usage_path(const std::string& cache_path);
 
  private:
-  struct Tracked {
-    CacheEntry entry;  // what the plan needs (no policy text or mx list)
-    bool has_entry = false;
-    RefreshState state;
-    double draw = 0;           // this domain's jitter, drawn anew after each refresh
-    std::uint64_t ticket = 0;  // of the queued item that is current; 0: nothing planned
-    UnixTime planned_at = 0;
-    bool running = false;
-    std::uint64_t seen = 0;  // the scan that last listed it
-  };
-  struct Item {
-    UnixTime at;
-    std::uint64_t ticket;
-    std::string domain;
-    friend bool operator>(const Item& a, const Item& b) { return a.at > b.at; }
-  };
-
   asio::awaitable<void> scan_loop();
   asio::awaitable<void> dispatch_loop();
   asio::awaitable<void> scan();
-  asio::awaitable<void> drop(std::shared_ptr<store::WriteBehindStore> store,
+  asio::awaitable<void> drop(std::shared_ptr<store::SharedStore> store,
                              std::vector<std::string> domains);
-  void start_refresh(const std::string& domain, Tracked& tracked, UnixTime now);
+  void start_refresh(const RefreshSchedule::Due& due, std::size_t running);
   void finish(const std::string& domain, UnixTime started, const LookupResult* result,
               const std::string& failure);
-  RefreshPlan plan(const std::string& domain, Tracked& tracked, UnixTime now);
-  Tracked& track(const std::string& domain);
+  // The schedule, with the timing of the running configuration (a reload may change it).
+  RefreshSchedule& schedule();
   void adopt_cache(const std::string& cache_path);
-  [[nodiscard]] std::string usage_text() const;
   void save_usage_now();
-  double draw();
   void wake() { wake_.cancel(); }
 
   asio::any_io_executor executor_;
@@ -96,18 +72,12 @@ class Refresher {
   Worker& worker_;
   std::shared_ptr<Counter> background_;
   Activity& activity_;
-  std::unordered_map<std::string, Tracked> tracked_;
-  std::priority_queue<Item, std::vector<Item>, std::greater<>> queue_;  // earliest first
-  std::uint64_t next_ticket_ = 0;
-  std::uint64_t scans_ = 0;
-  std::size_t running_ = 0;
+  RefreshSchedule schedule_;
   bool started_ = false;
   bool stopping_ = false;
   asio::steady_timer wake_;        // the dispatcher sleeps on it
   asio::steady_timer scan_timer_;  // the scan loop sleeps on it
-  std::mt19937_64 random_;
-  std::string cache_path_;                    // the cache file the tracking belongs to
-  std::map<std::string, UsageRecord> saved_;  // from the usage file, for domains not yet seen
+  std::string cache_path_;         // the cache file the tracking belongs to
   std::chrono::steady_clock::time_point usage_saved_at_;
 };
 
