@@ -19,7 +19,7 @@
 #include "core/domain.hpp"
 #include "core/exim_answers.hpp"
 #include "core/text_quote.hpp"
-#include "service/cached_answers.hpp"
+#include "service/answer_service.hpp"
 #include "service/config.hpp"
 #include "service/engine.hpp"
 #include "service/logging.hpp"
@@ -315,14 +315,6 @@ int Cli::run(int argc, char** argv) {
       print_answer(ignorelist_answer(answer));
     }
   };
-  // Address literals cannot have a policy (STS-30): answered without touching cache or network.
-  if (for_exim) {
-    if (auto target = target_of(domain_text); target && target->answer) {
-      print_for_exim(*target->answer);
-      return kExitOk;
-    }
-  }
-
   if (dump->parsed()) {
     auto engine = open_engine();
     if (!engine) return engine.error();
@@ -342,7 +334,24 @@ int Cli::run(int argc, char** argv) {
   }
 
   answer_for_program_ = for_exim && isatty(STDOUT_FILENO) == 0;
-  // A bad DOMAIN is refused (it names what is looked up); HOST is not checked at all.
+  if (for_exim) {
+    // As Exim's ${dlfunc} would, through the service's answer(). Its first step comes before
+    // the cache is opened: a bad DOMAIN is refused and an address literal answered (STS-30)
+    // without touching any file. HOST is not checked at all.
+    auto asked = ask(domain_text);
+    if (!asked) return fail(kExitBadInput, asked.error().reason);
+    if (asked->answered) {
+      print_for_exim(asked->answered->result.answer);
+      return kExitOk;
+    }
+    auto engine = open_engine();
+    if (!engine) return engine.error();
+    auto answered = (*engine)->answer(asked->domain);
+    if (!answered) return fail(kExitBadInput, answered.error().reason);
+    print_for_exim(answered->result.answer);
+    return kExitOk;
+  }
+  // A bad DOMAIN is refused (it names what is looked up).
   auto domain = domain_argument(domain_text);
   if (!domain) return domain.error();
 
@@ -358,9 +367,7 @@ int Cli::run(int argc, char** argv) {
 
   LookupResult result =
       refresh->parsed() ? (*engine)->refresh(*domain) : (*engine)->lookup(*domain);
-  if (for_exim) {
-    print_for_exim(result.answer);
-  } else if (json) {
+  if (json) {
     fmt::print("{}\n", result_json(result).dump(2));
   } else {
     print_result(result);

@@ -1,23 +1,20 @@
 #include "daemon/activity.hpp"
 
-#include "daemon/cdb_export.hpp"
-#include "daemon/refresher.hpp"
-
 namespace mtasts::daemon {
 
-void Activity::answered(const LookupResult& result, LookupPath path,
+void Activity::answered(const LookupResult& result, AnswerPath path,
                         std::chrono::steady_clock::duration took) {
   metrics.lookup(result.answer, path, std::chrono::duration<double>(took).count());
-  if (refresher != nullptr) refresher->used(result.domain);
+  if (listeners_.used) listeners_.used(result.domain);
 }
 
 void Activity::stored(const LookupResult& result) {
-  if (refresher != nullptr && result.entry) refresher->learn(result.domain, *result.entry);
+  if (listeners_.learnt && result.entry) listeners_.learnt(result.domain, *result.entry);
   cache_written();
 }
 
 void Activity::cache_written() {
-  if (exporter != nullptr) exporter->changed();
+  if (listeners_.cache_written) listeners_.cache_written();
 }
 
 }  // namespace mtasts::daemon

@@ -12,9 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "core/domain.hpp"
-#include "service/cached_answers.hpp"
 #include "service/engine.hpp"
-#include "service/wiring.hpp"
 
 namespace mtasts::daemon {
 namespace {
@@ -37,63 +35,47 @@ asio::awaitable<void> Counter::wait_change(std::chrono::steady_clock::time_point
             timer.async_wait(asio::as_tuple(asio::use_awaitable)));
 }
 
-// One request waiting for a background lookup: `done` fires at the request's deadline or is
-// cancelled when the result is in.
-struct Backend::Pending {
-  Pending(asio::any_io_executor executor, std::chrono::milliseconds timeout)
-      : done(std::move(executor), timeout) {}
-  asio::steady_timer done;
-  std::optional<LookupResult> result;
-  std::string failure;
-};
-
 Backend::Backend(asio::any_io_executor executor, const Config& config,
-                 std::shared_ptr<store::WriteBehindStore> store,
+                 std::shared_ptr<store::SharedStore> store, Wiring& wiring,
                  std::shared_ptr<spdlog::logger> logger, std::shared_ptr<Counter> lookups,
                  std::shared_ptr<Activity> activity)
     : executor_(executor),
-      options_(service_options(config)),
-      lookup_timeout_(config.lookup_timeout),
       store_(std::move(store)),
       logger_(logger),
       lookups_(std::move(lookups)),
       activity_(std::move(activity)),
-      resolver_(executor, resolver_options(config, Concurrency::many_lookups)),
-      fetcher_(resolver_, fetcher_options(config)),
-      counting_fetcher_(fetcher_, activity_->metrics),
-      service_(executor, *store_, resolver_, counting_fetcher_, system_now, service_options(config),
-               std::move(logger)) {}
-
-void Backend::revalidate(const std::string& domain) {
-  if (!revalidating_.insert(domain).second) return;
-  // Nobody waits for this one: its timer only has to exist for run().
-  auto pending = std::make_shared<Pending>(executor_, lookup_timeout_);
-  lookups_->add();
-  asio::co_spawn(executor_, run(shared_from_this(), domain, pending),
-                 [self = shared_from_this(), domain](std::exception_ptr error) {
-                   if (error) {
-                     try {
-                       std::rethrow_exception(error);
-                     } catch (const std::exception& e) {
-                       self->logger_->error("{}: background re-check failed: {}", domain, e.what());
-                     } catch (...) {
-                       self->logger_->error("{}: background re-check failed", domain);
-                     }
-                   }
-                   self->revalidating_.erase(domain);
-                   self->lookups_->remove();
-                 });
+      service_(executor, *store_, wiring.network(executor, config, Concurrency::many_lookups),
+               system_now, AnswerOptions{service_options(config), true}, std::move(logger), *this) {
 }
 
-asio::awaitable<void> Backend::run(std::shared_ptr<Backend> self, std::string domain,
-                                   std::shared_ptr<Pending> pending) {
-  LookupResult result = co_await self->service_.lookup(std::move(domain));
-  if (result.source == AnswerSource::network) {
-    // The client hears the answer once it is in the file (CLI and Exim see it then too).
-    co_await self->committed();
-    self->activity_->stored(result);
+std::shared_ptr<void> Backend::background_started() {
+  lookups_->add();
+  return shared_from_this();  // the lookup's frame refers to this Backend's service
+}
+
+void Backend::background_finished() {
+  lookups_->remove();
+}
+
+asio::awaitable<void> Backend::stored(const LookupResult& result) {
+  // The client hears the answer once it is in the file (CLI and Exim see it then too).
+  co_await committed();
+  activity_->stored(result);
+}
+
+void Backend::fetched(std::string_view outcome) {
+  activity_->metrics.fetch(outcome);
+}
+
+asio::awaitable<std::expected<Answered, Error>> Backend::answer(std::string_view raw_domain) {
+  const auto started = std::chrono::steady_clock::now();
+  std::shared_ptr<Backend> self = shared_from_this();  // a reload must not end it mid-answer
+  auto answered = co_await service_.answer(raw_domain);
+  if (answered && answered->path != AnswerPath::literal) {
+    activity_->answered(answered->result, answered->path,
+                        std::chrono::steady_clock::now() - started);
   }
-  pending->result = std::move(result);
+  co_return answered;
 }
 
 asio::awaitable<void> Backend::committed() {
@@ -121,7 +103,7 @@ asio::awaitable<std::vector<std::string>> Backend::mx_hosts(std::string domain) 
     mx_memo_.erase(found);
   }
   std::shared_ptr<Backend> self = shared_from_this();
-  const dns::Answer<dns::MxRecord> answer = co_await resolver_.mx(domain);
+  const dns::Answer<dns::MxRecord> answer = co_await service_.resolver().mx(domain);
   std::vector<std::string> hosts;
   // How long the answer is reused: the DNS TTL within bounds for data; a minute for "no MX"; a
   // few seconds for a failure, so a broken zone does not cost a query per request.
@@ -150,57 +132,9 @@ asio::awaitable<std::vector<std::string>> Backend::mx_hosts(std::string domain) 
 }
 
 asio::awaitable<LookupResult> Backend::refresh(std::string domain) {
-  // The frame keeps this Backend alive for the refresh, as run() does for lookups.
+  // The frame keeps this Backend alive for the refresh, as background lookups do.
   std::shared_ptr<Backend> self = shared_from_this();
   co_return co_await service_.refresh(std::move(domain));
-}
-
-asio::awaitable<LookupResult> Backend::lookup(std::string domain) {
-  const auto started = std::chrono::steady_clock::now();
-  // A stale entry whose policy holds answers at once; its id is re-checked in the background,
-  // so a TTL passing never costs a delivery a DNS round trip (RFC 8461 §8.1).
-  if (auto hit = answer_from_cache(*store_, domain, system_now(), options_, true, *logger_)) {
-    const bool stale = hit->hit == CacheHit::stale;
-    if (stale) revalidate(domain);
-    activity_->answered(hit->result, stale ? LookupPath::stale : LookupPath::hit,
-                        std::chrono::steady_clock::now() - started);
-    co_return std::move(hit->result);
-  }
-
-  auto pending = std::make_shared<Pending>(executor_, lookup_timeout_);
-  lookups_->add();
-  asio::co_spawn(executor_, run(shared_from_this(), domain, pending),
-                 [pending, lookups = lookups_, logger = logger_](std::exception_ptr error) {
-                   if (error) {
-                     try {
-                       std::rethrow_exception(error);
-                     } catch (const std::exception& e) {
-                       pending->failure = fmt::format("lookup failed: {}", e.what());
-                     } catch (...) {
-                       pending->failure = "lookup failed: unknown exception";
-                     }
-                     logger->error("{}", pending->failure);
-                   }
-                   pending->done.cancel();
-                   lookups->remove();
-                 });
-  co_await pending->done.async_wait(asio::as_tuple(asio::use_awaitable));
-  if (pending->result) {
-    activity_->answered(*pending->result, LookupPath::miss,
-                        std::chrono::steady_clock::now() - started);
-    co_return *pending->result;
-  }
-  std::string failure = pending->failure;
-  if (failure.empty()) {
-    failure = fmt::format(
-        "lookup did not finish within {} ms; answering from the cache, the "
-        "lookup goes on in the background",
-        lookup_timeout_.count());
-  }
-  LookupResult result =
-      answer_after_failure(*store_, domain, failure, system_now(), options_, *logger_);
-  activity_->answered(result, LookupPath::timeout, std::chrono::steady_clock::now() - started);
-  co_return result;
 }
 
 }  // namespace mtasts::daemon

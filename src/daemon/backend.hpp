@@ -1,28 +1,28 @@
-// What answers the daemon's requests: the LMDB store (shared with the CLI and the Exim module),
-// the resolver, the fetcher and the PolicyService, built from one Config. A reload builds a new
-// Backend; requests and lookups still running keep the old one alive through shared_ptr.
+// What answers the daemon's requests: the AnswerService (the one way into the engine, shared
+// with the CLI and the Exim module through the Engine) over the shared store, with what only the
+// daemon needs on top: waiting for the group commit before answering, the MX memo for Postfix's
+// match lists, and the metrics. A reload builds a new Backend; requests and lookups still
+// running keep the old one alive through shared_ptr.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <expected>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include <spdlog/logger.h>
 #include <boost/asio/steady_timer.hpp>
 
-#include "adapters/dns/unbound_resolver.hpp"
-#include "adapters/https/beast_policy_fetcher.hpp"
-#include "adapters/store/write_behind_store.hpp"
 #include "daemon/activity.hpp"
-#include "daemon/counting_fetcher.hpp"
+#include "service/answer_service.hpp"
 #include "service/asio.hpp"
 #include "service/config.hpp"
-#include "service/policy_service.hpp"
+#include "service/wiring.hpp"
 
 namespace mtasts::daemon {
 
@@ -47,23 +47,22 @@ class Counter {
   asio::steady_timer changed_;  // never expires; cancelled on every remove()
 };
 
-class Backend : public std::enable_shared_from_this<Backend> {
+class Backend final : public std::enable_shared_from_this<Backend>, private AnswerEvents {
  public:
   // `lookups` counts lookups running in the background (it must outlive them); `activity`
   // hears of every answered request and counts the fetches.
   Backend(asio::any_io_executor executor, const Config& config,
-          std::shared_ptr<store::WriteBehindStore> store, std::shared_ptr<spdlog::logger> logger,
-          std::shared_ptr<Counter> lookups, std::shared_ptr<Activity> activity);
+          std::shared_ptr<store::SharedStore> store, Wiring& wiring,
+          std::shared_ptr<spdlog::logger> logger, std::shared_ptr<Counter> lookups,
+          std::shared_ptr<Activity> activity);
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
 
-  // The answer for a normalized domain: from the cache when fresh (no suspension); from an
-  // unexpired cached policy whose TXT TTL has passed at once too, while one background lookup
-  // re-checks its id (the next request sees the outcome); else from a PolicyService lookup
-  // within lookup_timeout. A lookup that takes longer goes on in the
-  // background (its result is cached for the next request) while this request is answered from
-  // the cache as for a temporary DNS failure, never a silent downgrade of a cached policy.
-  asio::awaitable<LookupResult> lookup(std::string domain);
+  // AnswerService::answer() for a domain as the client sent it, counted in the metrics: a fresh
+  // entry (no suspension), an unexpired cached policy whose TXT TTL has passed (re-checked in
+  // the background), or a lookup within lookup_timeout; one that takes longer goes on in the
+  // background while the cache answers, never a silent downgrade.
+  asio::awaitable<std::expected<Answered, Error>> answer(std::string_view raw_domain);
 
   // The proactive refresh of one cached domain: DNS now, a fetch when should_fetch() says so,
   // shared with a lookup of the same domain in flight. No deadline of its own beyond the DNS
@@ -76,16 +75,17 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // in memory for their TTL (bounded), so a warm socketmap lookup makes no DNS query.
   asio::awaitable<std::vector<std::string>> mx_hosts(std::string domain);
 
-  [[nodiscard]] const std::shared_ptr<store::WriteBehindStore>& store() const { return store_; }
+  [[nodiscard]] const std::shared_ptr<store::SharedStore>& store() const { return store_; }
 
  private:
-  struct Pending;
-  static asio::awaitable<void> run(std::shared_ptr<Backend> self, std::string domain,
-                                   std::shared_ptr<Pending> pending);
+  // AnswerEvents
+  std::shared_ptr<void> background_started() override;
+  void background_finished() override;
+  asio::awaitable<void> stored(const LookupResult& result) override;
+  void fetched(std::string_view outcome) override;
+
   // Resumes when every entry saved so far is committed to the LMDB file (group commit).
   asio::awaitable<void> committed();
-  // Starts a background lookup of `domain` unless one started here is still running.
-  void revalidate(const std::string& domain);
 
   struct MxMemo {
     std::vector<std::string> hosts;
@@ -96,18 +96,12 @@ class Backend : public std::enable_shared_from_this<Backend> {
   static constexpr std::chrono::seconds kMxMemoMaximum{3600};
 
   asio::any_io_executor executor_;
-  ServiceOptions options_;
-  std::chrono::milliseconds lookup_timeout_;
-  std::shared_ptr<store::WriteBehindStore> store_;
+  std::shared_ptr<store::SharedStore> store_;
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<Counter> lookups_;
   std::shared_ptr<Activity> activity_;
-  dns::UnboundResolver resolver_;
-  https::BeastPolicyFetcher fetcher_;
-  CountingFetcher counting_fetcher_;
-  PolicyService service_;
+  AnswerService service_;
   std::unordered_map<std::string, MxMemo> mx_memo_;  // event loop thread only
-  std::unordered_set<std::string> revalidating_;     // event loop thread only
 };
 
 }  // namespace mtasts::daemon

@@ -25,36 +25,22 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kLogName = "mtastsd";
 
-// The LMDB cache behind a write-behind queue: a commit's sync never blocks the event loop.
-std::expected<std::shared_ptr<store::WriteBehindStore>, Error> open_store(
-    const Config& config, std::shared_ptr<spdlog::logger> logger) {
-  store::LmdbStore::Options options;
-  options.max_map_size = config.max_map_bytes;
-  // Every active domain stays decoded (about 2 KiB each): a warm lookup then reads no LMDB
-  // record and parses no JSON while nothing was committed (bench/daemon_bench.py).
-  options.memo_entries = std::size_t{1} << 16;
-  auto opened = store::LmdbStore::open(config.cache_path, options);
-  if (!opened) return std::unexpected(opened.error());
-  return std::make_shared<store::WriteBehindStore>(
-      std::shared_ptr<store::LmdbStore>(std::move(*opened)),
-      [logger = std::move(logger)](const std::string& failure) { logger->error("{}", failure); });
+// The cache behind a write-behind queue: a commit's sync never blocks the event loop.
+std::expected<std::shared_ptr<store::SharedStore>, Error> open_store(
+    Wiring& wiring, const Config& config, std::shared_ptr<spdlog::logger> logger) {
+  return wiring.open_shared_store(config, [logger = std::move(logger)](const std::string& failure) {
+    logger->error("{}", failure);
+  });
 }
 
-void log_notices(store::WriteBehindStore& store, spdlog::logger& logger) {
+void log_notices(store::SharedStore& store, spdlog::logger& logger) {
   for (const std::string& notice : store.take_notices()) logger.warn("{}", notice);
 }
 
 // Logs an exception that ended a detached coroutine (none is expected).
 auto log_exception(std::shared_ptr<spdlog::logger> logger, std::string what) {
   return [logger = std::move(logger), what = std::move(what)](std::exception_ptr error) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      logger->error("{}: internal error: {}", what, e.what());
-    } catch (...) {
-      logger->error("{}: internal error", what);
-    }
+    if (error) logger->error("{}: internal error: {}", what, exception_text(error));
   };
 }
 
@@ -88,10 +74,12 @@ asio::awaitable<void> accept_loop(Acceptor& acceptor, Protocol protocol, std::st
 
 }  // namespace
 
-Daemon::Daemon(std::string config_path, Config config, std::shared_ptr<spdlog::logger> logger)
+Daemon::Daemon(std::string config_path, Config config, std::shared_ptr<spdlog::logger> logger,
+               Wiring& wiring)
     : config_path_(std::move(config_path)),
       state_(io_.get_executor()),
       lookups_(std::make_shared<Counter>(io_.get_executor())),
+      wiring_(wiring),
       activity_(std::make_shared<Activity>()),
       start_time_(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                       .count()) {
@@ -108,7 +96,10 @@ std::string Daemon::render_metrics() const {
   return activity_->metrics.render(gauges);
 }
 
-Daemon::~Daemon() = default;
+Daemon::~Daemon() {
+  // Backends (and their lookups) may outlive the refresher and the exporter by a moment.
+  activity_->listen({});
+}
 
 void Daemon::spawn_accept_loop(Listener& listener) {
   auto done = log_exception(state_.logger, listener.description);
@@ -159,20 +150,24 @@ int Daemon::run() {
     }
   }
 
-  auto store = open_store(config, state_.logger);
+  auto store = open_store(wiring_, config, state_.logger);
   if (!store) {
     log.critical("cache {}: {}", config.cache_path, store.error().reason);
     return kExitCache;
   }
   log_notices(**store, log);
-  state_.backend = std::make_shared<Backend>(io_.get_executor(), config, std::move(*store),
+  state_.backend = std::make_shared<Backend>(io_.get_executor(), config, std::move(*store), wiring_,
                                              state_.logger, lookups_, activity_);
   worker_ = std::make_unique<Worker>();
   refresher_ =
       std::make_unique<Refresher>(io_.get_executor(), state_, *worker_, lookups_, *activity_);
   exporter_ = std::make_unique<CdbExporter>(io_.get_executor(), state_, *worker_, *activity_);
-  activity_->refresher = refresher_.get();
-  activity_->exporter = exporter_.get();
+  activity_->listen(Activity::Listeners{
+      [refresher = refresher_.get()](const std::string& domain) { refresher->used(domain); },
+      [refresher = refresher_.get()](const std::string& domain, const CacheEntry& entry) {
+        refresher->learn(domain, entry);
+      },
+      [exporter = exporter_.get()] { exporter->changed(); }});
   refresher_->start();
   exporter_->start();
   if (metrics_server_) {
@@ -286,13 +281,13 @@ void Daemon::reload() {
   if (next->log_level != current.log_level || next->log_target != current.log_target) {
     logger = make_logger(kLogName, next->log_target, next->log_level);
   }
-  std::shared_ptr<store::WriteBehindStore> store = state_.backend->store();
+  std::shared_ptr<store::SharedStore> store = state_.backend->store();
   if (next->cache_path != current.cache_path || next->max_map_bytes != current.max_map_bytes) {
     // One LMDB environment per file per process (style §2.7): a new one only for a new file.
     if (next->cache_path == current.cache_path) {
       logger->warn("reload: max_cache_bytes takes effect at the next start");
     } else {
-      auto opened = open_store(*next, logger);
+      auto opened = open_store(wiring_, *next, logger);
       if (!opened) {
         logger->error("reload: cache {}: {}; keeping the running configuration", next->cache_path,
                       opened.error().reason);
@@ -308,8 +303,8 @@ void Daemon::reload() {
         "reload: socket, listener, ownership and user settings take effect at the next "
         "start");
   }
-  state_.backend = std::make_shared<Backend>(io_.get_executor(), *next, std::move(store), logger,
-                                             lookups_, activity_);
+  state_.backend = std::make_shared<Backend>(io_.get_executor(), *next, std::move(store), wiring_,
+                                             logger, lookups_, activity_);
   state_.logger = std::move(logger);
   state_.config = std::move(next);
   state_.logger->info("reloaded {}", config_path_);

@@ -23,6 +23,7 @@
 #include "daemon/state.hpp"
 #include "daemon/worker.hpp"
 #include "service/config.hpp"
+#include "service/wiring.hpp"
 
 namespace mtasts::daemon {
 
@@ -36,7 +37,9 @@ inline constexpr int kExitConfig = 78;
 
 class Daemon {
  public:
-  Daemon(std::string config_path, Config config, std::shared_ptr<spdlog::logger> logger);
+  // `wiring` builds the store, resolver and fetcher (tests pass fakes); it must outlive this.
+  Daemon(std::string config_path, Config config, std::shared_ptr<spdlog::logger> logger,
+         Wiring& wiring = system_wiring());
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -57,6 +60,7 @@ class Daemon {
   std::string config_path_;
   State state_;
   std::shared_ptr<Counter> lookups_;  // background lookups and refreshes
+  Wiring& wiring_;
   std::shared_ptr<Activity> activity_;
   std::vector<Listener> listeners_;
   std::unique_ptr<MetricsServer> metrics_server_;

@@ -31,9 +31,9 @@ Metrics::Metrics()
     : latency_({0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
                 5, 10}) {}
 
-void Metrics::lookup(const Answer& answer, LookupPath path, double seconds) {
+void Metrics::lookup(const Answer& answer, AnswerPath path, double seconds) {
   ++answers_[answer_index(answer)];
-  ++paths_[static_cast<std::size_t>(path)];
+  if (const auto index = static_cast<std::size_t>(path); index < paths_.size()) ++paths_[index];
   latency_.observe(seconds);
 }
 

@@ -11,17 +11,9 @@
 
 #include "core/decide.hpp"
 #include "core/prometheus_text.hpp"
+#include "service/answer_service.hpp"
 
 namespace mtasts::daemon {
-
-// How a request's lookup was had.
-enum class LookupPath {
-  hit,      // a fresh cache entry: no network
-  miss,     // a lookup (DNS, maybe a fetch) within lookup_timeout
-  timeout,  // the lookup outlasted lookup_timeout; answered from the cache, the lookup goes on
-  stale,    // the TXT TTL had passed: answered from the unexpired cached policy at once while
-            // the id is re-checked in the background (stale-while-revalidate)
-};
 
 // Values read at the moment of a scrape.
 struct Gauges {
@@ -37,7 +29,8 @@ class Metrics {
  public:
   Metrics();
 
-  void lookup(const Answer& answer, LookupPath path, double seconds);
+  // Not for AnswerPath::literal (no lookup).
+  void lookup(const Answer& answer, AnswerPath path, double seconds);
   // `outcome`: "ok" or an error category (fetch_failed, webpki_invalid, policy_syntax, ...).
   void fetch(std::string_view outcome) { ++fetches_[std::string(outcome)]; }
   void refresh(bool ok) { ++(ok ? refresh_ok_ : refresh_failed_); }
@@ -53,7 +46,7 @@ class Metrics {
  private:
   // Answers: enforce, testing, none (mode none), no_policy, fail.
   std::array<std::uint64_t, 5> answers_{};
-  std::array<std::uint64_t, 4> paths_{};  // by LookupPath
+  std::array<std::uint64_t, 4> paths_{};  // by AnswerPath (literal excluded)
   std::map<std::string, std::uint64_t, std::less<>> fetches_;
   std::uint64_t refresh_ok_ = 0;
   std::uint64_t refresh_failed_ = 0;

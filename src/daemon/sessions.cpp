@@ -158,11 +158,10 @@ const char* source_name(AnswerSource source) {
 asio::awaitable<std::string> exim_reply(std::string line, State& state) {
   auto request = parse_exim_request(line);
   if (!request) co_return exim_error_answer(request.error());
-  auto target = target_of(request->domain);
-  if (!target) co_return exim_error_answer(target.error().reason);
-  if (target->answer) co_return exim_answer(*request, *target->answer);  // no lookup (STS-30)
   std::shared_ptr<Backend> backend = state.backend;
-  LookupResult result = co_await backend->lookup(std::move(target->domain));
+  auto answered = co_await backend->answer(request->domain);
+  if (!answered) co_return exim_error_answer(answered.error().reason);
+  const LookupResult& result = answered->result;
   const std::string reply = exim_answer(*request, result.answer);
   if (state.logger->should_log(spdlog::level::debug)) {  // quoting costs, even unlogged
     state.logger->debug("exim: {} -> {} ({})", quote_input(line), quote_input(reply, 200),
@@ -235,15 +234,15 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
                     quote_input(request->map, 60), names.empty() ? "none" : names));
   }
   if (classify_socketmap_key(request->key) != SocketmapKey::domain) co_return "NOTFOUND ";
-  auto target = target_of(request->key);
-  if (!target) {
-    client_error(state, "socketmap: {}; NOTFOUND", target.error().reason);
+  std::shared_ptr<Backend> backend = state.backend;
+  auto answered = co_await backend->answer(request->key);
+  if (!answered) {
+    client_error(state, "socketmap: {}; NOTFOUND", answered.error().reason);
     co_return "NOTFOUND ";
   }
-  if (target->answer) co_return "NOTFOUND ";  // an address literal: no lookup (STS-30)
-  std::shared_ptr<Backend> backend = state.backend;
-  const std::string& domain = target->domain;
-  LookupResult result = co_await backend->lookup(domain);
+  // An address literal has no policy (STS-30): socketmap_reply() says NOTFOUND.
+  const LookupResult& result = answered->result;
+  const std::string& domain = result.domain;
   std::string_view policy_text;
   std::string_view last_error = result.answer.reason;
   if (result.entry) {

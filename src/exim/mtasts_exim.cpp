@@ -232,13 +232,12 @@ std::string_view argument(unsigned char* argv[], int i) {
 // The answer for a domain as Exim typed it: normalized, looked up, or "no policy" for an address
 // literal. An error string (already one line, without the "mtasts: " prefix) otherwise.
 std::expected<mtasts::Answer, std::string> lookup(std::string_view raw_domain) {
-  auto target = mtasts::target_of(raw_domain);
-  if (!target) return std::unexpected(std::move(target.error().reason));
-  if (target->answer) return std::move(*target->answer);  // an address literal: no lookup
   std::string error;
   mtasts::Engine* e = engine(error);
   if (e == nullptr) return std::unexpected(std::move(error));
-  return e->lookup(target->domain).answer;
+  auto answered = e->answer(raw_domain);
+  if (!answered) return std::unexpected(std::move(answered.error().reason));
+  return std::move(answered->result.answer);
 }
 
 // Runs `body` with every exception caught: nothing crosses the C ABI (style §3.1).

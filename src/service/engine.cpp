@@ -8,11 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
-#include "adapters/dns/unbound_resolver.hpp"
-#include "adapters/https/beast_policy_fetcher.hpp"
-#include "adapters/store/lmdb_store.hpp"
 #include "service/cached_answers.hpp"
-#include "service/wiring.hpp"
 
 namespace mtasts {
 
@@ -49,42 +45,45 @@ class NetworkIo : public asio::io_context {
 
 // The parts a cache hit never needs: built on the first miss, dropped after a timed-out lookup
 // (which abandons its half-done work with it).
-struct Engine::Network {
-  Network(const Config& config, store::PolicyStore& store, std::shared_ptr<spdlog::logger> logger)
-      : resolver(io.get_executor(), resolver_options(config, Concurrency::one_lookup)),
-        fetcher(resolver, fetcher_options(config)),
-        service(io.get_executor(), store, resolver, fetcher, system_now, service_options(config),
-                std::move(logger)) {}
+struct Engine::Network final : AnswerEvents {
+  Network(const Config& config, store::PolicyStore& store, Wiring& wiring,
+          std::shared_ptr<spdlog::logger> logger)
+      : service(io.get_executor(), store,
+                wiring.network(io.get_executor(), config, Concurrency::one_lookup), system_now,
+                AnswerOptions{service_options(config), false}, std::move(logger), *this) {}
 
-  ~Network() { io.drop_pending_work(); }
+  ~Network() override { io.drop_pending_work(); }
   Network(const Network&) = delete;
   Network& operator=(const Network&) = delete;
 
+  std::shared_ptr<void> background_started() override {
+    ++running;
+    return nullptr;
+  }
+  void background_finished() override { --running; }
+
   NetworkIo io{1};
-  dns::UnboundResolver resolver;
-  https::BeastPolicyFetcher fetcher;
-  PolicyService service;
+  int running = 0;  // lookups still going on in io
+  AnswerService service;
 };
 
 std::expected<std::unique_ptr<Engine>, Error> Engine::open(Config config,
-                                                           std::shared_ptr<spdlog::logger> logger) {
-  store::LmdbStore::Options options;
-  options.max_map_size = config.max_map_bytes;
-  // Most calls are cache hits that only read; the first write reopens the file read-write.
-  options.read_only_until_write = true;
-  auto store = store::LmdbStore::open(config.cache_path, options);
+                                                           std::shared_ptr<spdlog::logger> logger,
+                                                           Wiring& wiring) {
+  auto store = wiring.open_store(
+      config, [&logger](const std::string& notice) { logger->warn("{}", notice); });
   if (!store) return std::unexpected(store.error());
-  for (const std::string& notice : (*store)->take_notices()) logger->warn("{}", notice);
   return std::unique_ptr<Engine>(
-      new Engine(std::move(config), std::move(logger), std::move(*store)));
+      new Engine(std::move(config), std::move(logger), std::move(*store), wiring));
 }
 
 Engine::Engine(Config config, std::shared_ptr<spdlog::logger> logger,
-               std::unique_ptr<store::PolicyStore> store)
+               std::unique_ptr<store::PolicyStore> store, Wiring& wiring)
     : config_(std::move(config)),
       options_(service_options(config_)),
       logger_(std::move(logger)),
-      store_(std::move(store)) {}
+      store_(std::move(store)),
+      wiring_(wiring) {}
 
 Engine::~Engine() = default;
 
@@ -96,7 +95,7 @@ const Config& Engine::config() const {
 }
 
 Engine::Network& Engine::network() {
-  if (!network_) network_ = std::make_unique<Network>(config_, *store_, logger_);
+  if (!network_) network_ = std::make_unique<Network>(config_, *store_, wiring_, logger_);
   return *network_;
 }
 
@@ -107,49 +106,50 @@ std::optional<LookupResult> Engine::cached(const std::string& domain) {
   return std::move(hit->result);
 }
 
+std::expected<Answered, Error> Engine::answer(std::string_view raw_domain) {
+  auto asked = ask(raw_domain);
+  if (!asked) return std::unexpected(std::move(asked.error()));
+  if (asked->answered) return std::move(*asked->answered);
+  if (auto hit = cached(asked->domain)) return Answered{std::move(*hit), AnswerPath::hit};
+  return run(asked->domain, false);
+}
+
 LookupResult Engine::lookup(const std::string& domain) {
   if (auto hit = cached(domain)) return std::move(*hit);
-  return run(domain, false);
+  return run(domain, false).result;
 }
 
 LookupResult Engine::refresh(const std::string& domain) {
-  return run(domain, true);
+  return run(domain, true).result;
 }
 
-LookupResult Engine::run(const std::string& domain, bool force) {
+Answered Engine::run(const std::string& domain, bool force) {
   Network& net = network();
-  std::optional<LookupResult> result;
+  std::optional<Answered> result;
   std::string failure;
   asio::co_spawn(
       net.io,
       [&]() -> asio::awaitable<void> {
-        // Two statements, not a conditional expression: g++ 12 destroys the temporary
-        // awaitable of `co_await (c ? a() : b())` twice.
-        if (force) {
-          result = co_await net.service.refresh(domain);
-        } else {
-          result = co_await net.service.lookup(domain);
-        }
+        result = co_await net.service.answer_from_network(domain, force);
       },
       [&](std::exception_ptr error) {
-        if (!error) return;
-        try {
-          std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-          failure = e.what();
-        }
+        if (error) failure = exception_text(error);
+        net.io.stop();
       });
   net.io.restart();
-  net.io.run_for(config_.lookup_timeout);
+  // The service answers within lookup_timeout by itself; the margin only guards against a bug.
+  net.io.run_for(config_.lookup_timeout + std::chrono::seconds(1));
+  // A lookup that outlasted the deadline is abandoned with its half-done work: this process
+  // has no background to finish it in.
+  const bool abandoned = net.running > 0;
+  if (abandoned) network_.reset();
   if (result) return std::move(*result);
-
-  // Timed out or failed: abandon the half-done lookup and answer from what is cached, exactly
-  // as the decision would for a temporary failure (never a silent downgrade of a valid policy).
   if (failure.empty()) {
     failure = fmt::format("lookup did not finish within {} ms", config_.lookup_timeout.count());
   }
-  network_.reset();
-  return answer_after_failure(*store_, domain, failure, system_now(), options_, *logger_);
+  if (!abandoned) network_.reset();
+  return Answered{answer_after_failure(*store_, domain, failure, system_now(), options_, *logger_),
+                  AnswerPath::timeout};
 }
 
 }  // namespace mtasts

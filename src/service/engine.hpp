@@ -1,6 +1,7 @@
-// Engine: the blocking facade the CLI and the Exim module use. Builds the store from the config
-// at once (cheap) and the network parts (resolver, fetcher, event loop) only when a lookup has
-// to go to the network, so a cache hit in a fresh Exim process costs one LMDB read.
+// Engine: the blocking runner of the AnswerService for the CLI and the Exim module. Opens the
+// store from the config at once (cheap) and builds the network parts (resolver, fetcher, event
+// loop) only when a lookup has to go to the network, so a cache hit in a fresh Exim process
+// costs one LMDB read.
 #pragma once
 
 #include <expected>
@@ -12,8 +13,10 @@
 #include <spdlog/logger.h>
 
 #include "adapters/store/policy_store.hpp"
+#include "service/answer_service.hpp"
 #include "service/config.hpp"
 #include "service/policy_service.hpp"
+#include "service/wiring.hpp"
 
 namespace mtasts {
 
@@ -21,11 +24,13 @@ class Engine {
  public:
   // Opens (creating if needed) the cache named by the config. Errors: store, config.
   [[nodiscard]] static std::expected<std::unique_ptr<Engine>, Error> open(
-      Config config, std::shared_ptr<spdlog::logger> logger);
+      Config config, std::shared_ptr<spdlog::logger> logger, Wiring& wiring = system_wiring());
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // AnswerService::answer(), blocking: a domain as typed (an address literal too).
+  [[nodiscard]] std::expected<Answered, Error> answer(std::string_view raw_domain);
   // The answer for `domain` (normalized): from the cache when fresh, else from the network within
   // config.lookup_timeout. Blocking.
   [[nodiscard]] LookupResult lookup(const std::string& domain);
@@ -40,14 +45,15 @@ class Engine {
  private:
   struct Network;
   Engine(Config config, std::shared_ptr<spdlog::logger> logger,
-         std::unique_ptr<store::PolicyStore> store);
+         std::unique_ptr<store::PolicyStore> store, Wiring& wiring);
   Network& network();
-  LookupResult run(const std::string& domain, bool force);
+  Answered run(const std::string& domain, bool force);
 
   Config config_;
   ServiceOptions options_;  // from config_, built once: cached() runs on every Exim call
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<store::PolicyStore> store_;
+  Wiring& wiring_;
   std::unique_ptr<Network> network_;
 };
 

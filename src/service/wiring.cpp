@@ -1,6 +1,14 @@
 #include "service/wiring.hpp"
 
+#include <utility>
+
+#include "adapters/dns/unbound_resolver.hpp"
+#include "adapters/https/beast_policy_fetcher.hpp"
+#include "adapters/store/lmdb_store.hpp"
+#include "adapters/store/write_behind_store.hpp"
+
 namespace mtasts {
+namespace {
 
 dns::UnboundOptions resolver_options(const Config& config, Concurrency concurrency) {
   dns::UnboundOptions options;
@@ -19,6 +27,49 @@ https::BeastPolicyFetcherOptions fetcher_options(const Config& config) {
   options.timeout = config.fetch_timeout;
   options.max_body = config.max_policy_bytes;
   return options;
+}
+
+class SystemWiring final : public Wiring {
+ public:
+  std::expected<std::unique_ptr<store::PolicyStore>, Error> open_store(
+      const Config& config, std::function<void(const std::string&)> notice) override {
+    store::LmdbStore::Options options;
+    options.max_map_size = config.max_map_bytes;
+    // Most calls are cache hits that only read; the first write reopens the file read-write.
+    options.read_only_until_write = true;
+    auto opened = store::LmdbStore::open(config.cache_path, options);
+    if (!opened) return std::unexpected(opened.error());
+    for (const std::string& line : (*opened)->take_notices()) notice(line);
+    return std::unique_ptr<store::PolicyStore>(std::move(*opened));
+  }
+
+  std::expected<std::shared_ptr<store::SharedStore>, Error> open_shared_store(
+      const Config& config, std::function<void(const std::string&)> on_error) override {
+    store::LmdbStore::Options options;
+    options.max_map_size = config.max_map_bytes;
+    // Every active domain stays decoded (about 2 KiB each): a warm lookup then reads no LMDB
+    // record and parses no JSON while nothing was committed (bench/daemon_bench.py).
+    options.memo_entries = std::size_t{1} << 16;
+    auto opened = store::LmdbStore::open(config.cache_path, options);
+    if (!opened) return std::unexpected(opened.error());
+    return std::make_shared<store::WriteBehindStore>(
+        std::shared_ptr<store::LmdbStore>(std::move(*opened)), std::move(on_error));
+  }
+
+  Network network(asio::any_io_executor executor, const Config& config,
+                  Concurrency concurrency) override {
+    auto resolver = std::make_unique<dns::UnboundResolver>(std::move(executor),
+                                                           resolver_options(config, concurrency));
+    auto fetcher = std::make_unique<https::BeastPolicyFetcher>(*resolver, fetcher_options(config));
+    return Network{std::move(resolver), std::move(fetcher)};
+  }
+};
+
+}  // namespace
+
+Wiring& system_wiring() {
+  static SystemWiring wiring;
+  return wiring;
 }
 
 }  // namespace mtasts

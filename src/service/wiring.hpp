@@ -1,9 +1,19 @@
-// How the config's keys set up the adapters a PolicyService runs on: the one place that turns a
-// Config into resolver and fetcher settings, for the Engine (CLI, Exim module) and mtastsd alike.
+// How a Config becomes the parts a service runs on: the cache store, the resolver and the
+// fetcher. The one place that names the concrete adapters (LMDB, libunbound, Boost.Beast); the
+// front-ends get them from here behind the adapters' interfaces, and a test passes its own
+// Wiring of fakes.
 #pragma once
 
-#include "adapters/dns/unbound_resolver.hpp"
-#include "adapters/https/beast_policy_fetcher.hpp"
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "adapters/dns/resolver.hpp"
+#include "adapters/https/policy_fetcher.hpp"
+#include "adapters/store/policy_store.hpp"
+#include "core/error.hpp"
+#include "service/asio.hpp"
 #include "service/config.hpp"
 
 namespace mtasts {
@@ -12,7 +22,30 @@ namespace mtasts {
 // (mtastsd), which needs far more DNS queries in flight.
 enum class Concurrency { one_lookup, many_lookups };
 
-[[nodiscard]] dns::UnboundOptions resolver_options(const Config& config, Concurrency concurrency);
-[[nodiscard]] https::BeastPolicyFetcherOptions fetcher_options(const Config& config);
+// What a lookup goes to the network with. The fetcher resolves the policy host through the
+// resolver, so the resolver must outlive it (members are destroyed in reverse order).
+struct Network {
+  std::unique_ptr<dns::Resolver> resolver;
+  std::unique_ptr<https::PolicyFetcher> fetcher;
+};
+
+class Wiring {
+ public:
+  virtual ~Wiring() = default;
+  // The cache for one-shot processes (CLI, Exim module): opened read-only until the first write,
+  // so a cache hit costs one read. Errors: store.
+  [[nodiscard]] virtual std::expected<std::unique_ptr<store::PolicyStore>, Error> open_store(
+      const Config& config, std::function<void(const std::string&)> notice) = 0;
+  // The cache for mtastsd: writes go through a writer thread (group commit), so a sync never
+  // blocks the event loop. `on_error` hears of commits that failed (on the writer thread).
+  [[nodiscard]] virtual std::expected<std::shared_ptr<store::SharedStore>, Error> open_shared_store(
+      const Config& config, std::function<void(const std::string&)> on_error) = 0;
+  // The resolver and fetcher on `executor`.
+  [[nodiscard]] virtual Network network(asio::any_io_executor executor, const Config& config,
+                                        Concurrency concurrency) = 0;
+};
+
+// LMDB, libunbound and Boost.Beast, set up from the config's keys.
+[[nodiscard]] Wiring& system_wiring();
 
 }  // namespace mtasts

@@ -33,7 +33,7 @@
 
 namespace mtasts::store {
 
-class WriteBehindStore final : public PolicyStore {
+class WriteBehindStore final : public SharedStore {
  public:
   struct Options {
     // Domains waiting for a commit; beyond it save() commits synchronously. Each commit takes
@@ -64,16 +64,16 @@ class WriteBehindStore final : public PolicyStore {
       override;
 
   // Blocks until everything saved before the call is committed (or failed).
-  void flush();
+  void flush() override;
   // Calls `done` (on the writer thread, or at once on the caller's when nothing is pending) when
   // everything saved before the call is committed or failed. `done` must be quick and must not
   // call back into this store (post it to an event loop).
-  void when_committed(std::function<void()> done);
+  void when_committed(std::function<void()> done) override;
   [[nodiscard]] std::size_t pending() const;
   [[nodiscard]] std::uint64_t commits() const;
 
-  [[nodiscard]] const std::string& path() const { return inner_->path(); }
-  [[nodiscard]] std::vector<std::string> take_notices() { return inner_->take_notices(); }
+  [[nodiscard]] const std::string& path() const override { return inner_->path(); }
+  [[nodiscard]] std::vector<std::string> take_notices() override { return inner_->take_notices(); }
   [[nodiscard]] LmdbStore& inner() { return *inner_; }
 
  private:

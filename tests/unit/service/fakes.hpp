@@ -111,7 +111,7 @@ class FakeFetcher final : public https::PolicyFetcher {
  public:
   asio::awaitable<std::expected<std::string, Error>> fetch(std::string domain) override {
     ++fetches[domain];
-    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
+    asio::steady_timer timer(co_await asio::this_coro::executor, delay);
     co_await timer.async_wait(asio::use_awaitable);
     auto it = bodies.find(domain);
     if (it == bodies.end()) {
@@ -122,6 +122,7 @@ class FakeFetcher final : public https::PolicyFetcher {
   }
   std::map<std::string, std::string> bodies;
   std::map<std::string, int> fetches;
+  std::chrono::milliseconds delay{5};
 };
 
 }  // namespace mtasts::testing
