@@ -67,15 +67,8 @@ void Backend::fetched(std::string_view outcome) {
   activity_->metrics.fetch(outcome);
 }
 
-asio::awaitable<std::expected<Answered, Error>> Backend::answer(std::string_view raw_domain) {
-  const auto started = std::chrono::steady_clock::now();
-  std::shared_ptr<Backend> self = shared_from_this();  // a reload must not end it mid-answer
-  auto answered = co_await service_.answer(raw_domain);
-  if (answered && answered->path != AnswerPath::literal) {
-    activity_->answered(answered->result, answered->path,
-                        std::chrono::steady_clock::now() - started);
-  }
-  co_return answered;
+void Backend::answered(const Answered& answered, std::chrono::steady_clock::duration took) {
+  activity_->answered(answered.result, answered.path, took);
 }
 
 asio::awaitable<void> Backend::committed() {

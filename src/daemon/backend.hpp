@@ -58,11 +58,12 @@ class Backend final : public std::enable_shared_from_this<Backend>, private Answ
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
 
-  // AnswerService::answer() for a domain as the client sent it, counted in the metrics: a fresh
-  // entry (no suspension), an unexpired cached policy whose TXT TTL has passed (re-checked in
-  // the background), or a lookup within lookup_timeout; one that takes longer goes on in the
-  // background while the cache answers, never a silent downgrade.
-  asio::awaitable<std::expected<Answered, Error>> answer(std::string_view raw_domain);
+  // Where every request is answered (AnswerService::answer()): a fresh entry (no suspension), an
+  // unexpired cached policy whose TXT TTL has passed (re-checked in the background), or a lookup
+  // within lookup_timeout; one that takes longer goes on in the background while the cache
+  // answers, never a silent downgrade. Each answer is counted in the metrics. The caller holds
+  // the Backend (a shared_ptr) until the answer is in: a reload must not end it mid-answer.
+  [[nodiscard]] AnswerService& service() { return service_; }
 
   // The proactive refresh of one cached domain: DNS now, a fetch when should_fetch() says so,
   // shared with a lookup of the same domain in flight. No deadline of its own beyond the DNS
@@ -83,6 +84,7 @@ class Backend final : public std::enable_shared_from_this<Backend>, private Answ
   void background_finished() override;
   asio::awaitable<void> stored(const LookupResult& result) override;
   void fetched(std::string_view outcome) override;
+  void answered(const Answered& answered, std::chrono::steady_clock::duration took) override;
 
   // Resumes when every entry saved so far is committed to the LMDB file (group commit).
   asio::awaitable<void> committed();

@@ -90,7 +90,7 @@ RefreshSchedule& Refresher::schedule() {
 
 void Refresher::used(const std::string& domain) {
   if (stopping_) return;
-  schedule().used(domain);
+  schedule_.used(domain);  // on every answer: a use needs no timing
 }
 
 void Refresher::learn(const std::string& domain, const CacheEntry& entry) {

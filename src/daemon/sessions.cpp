@@ -159,7 +159,7 @@ asio::awaitable<std::string> exim_reply(std::string line, State& state) {
   auto request = parse_exim_request(line);
   if (!request) co_return exim_error_answer(request.error());
   std::shared_ptr<Backend> backend = state.backend;
-  auto answered = co_await backend->answer(request->domain);
+  auto answered = co_await backend->service().answer(request->domain);
   if (!answered) co_return exim_error_answer(answered.error().reason);
   const LookupResult& result = answered->result;
   const std::string reply = exim_answer(*request, result.answer);
@@ -235,7 +235,7 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
   }
   if (classify_socketmap_key(request->key) != SocketmapKey::domain) co_return "NOTFOUND ";
   std::shared_ptr<Backend> backend = state.backend;
-  auto answered = co_await backend->answer(request->key);
+  auto answered = co_await backend->service().answer(request->key);
   if (!answered) {
     client_error(state, "socketmap: {}; NOTFOUND", answered.error().reason);
     co_return "NOTFOUND ";

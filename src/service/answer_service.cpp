@@ -88,15 +88,14 @@ std::optional<Answered> AnswerService::answer_at_once(const std::string& domain)
 }
 
 asio::awaitable<std::expected<Answered, Error>> AnswerService::answer(std::string_view raw_domain) {
+  const auto started = std::chrono::steady_clock::now();
   auto asked = ask(raw_domain);
   if (!asked) co_return std::unexpected(std::move(asked.error()));
   if (asked->answered) co_return std::move(*asked->answered);
-  co_return co_await answer_domain(std::move(asked->domain));
-}
-
-asio::awaitable<Answered> AnswerService::answer_domain(std::string domain) {
-  if (auto at_once = answer_at_once(domain)) co_return std::move(*at_once);
-  co_return co_await answer_from_network(std::move(domain));
+  std::optional<Answered> answered = answer_at_once(asked->domain);
+  if (!answered) answered = co_await answer_from_network(std::move(asked->domain));
+  events_.answered(*answered, std::chrono::steady_clock::now() - started);
+  co_return std::move(*answered);
 }
 
 asio::awaitable<Answered> AnswerService::answer_from_network(std::string domain, bool force) {

@@ -61,6 +61,9 @@ class AnswerEvents {
   virtual asio::awaitable<void> stored(const LookupResult& /*result*/) { co_return; }
   // A policy fetch ended: "ok", or an ErrorCategory name (policy_syntax for a bad body).
   virtual void fetched(std::string_view /*outcome*/) {}
+  // answer() gave `answered` (not an address literal), `took` after it was asked.
+  virtual void answered(const Answered& /*answered*/,
+                        std::chrono::steady_clock::duration /*took*/) {}
 };
 
 struct AnswerOptions {
@@ -84,10 +87,9 @@ class AnswerService {
   // address literal). An input that is not a hostname is an error naming it. Within the
   // deadline (lookup_timeout) always: a lookup that takes longer goes on in the background and
   // the cache answers as for a temporary DNS failure, never a silent downgrade.
+  // One coroutine frame for an answer from the cache: this runs on every request.
   asio::awaitable<std::expected<Answered, Error>> answer(std::string_view raw_domain);
-  // The same for an already normalized domain.
-  asio::awaitable<Answered> answer_domain(std::string domain);
-  // The network half of answer_domain(), for a caller that found the cache wanting itself (the
+  // The network half of answer(), for a caller that found the cache wanting itself (the
   // blocking Engine, which reads the cache before it builds an event loop). With `force`, DNS is
   // consulted even for a fresh entry (`mtasts refresh`).
   asio::awaitable<Answered> answer_from_network(std::string domain, bool force = false);

@@ -40,7 +40,10 @@ class BackendTest : public ::testing::Test {
   std::shared_ptr<std::optional<std::expected<Answered, Error>>> start(std::string raw) {
     auto out = std::make_shared<std::optional<std::expected<Answered, Error>>>();
     asio::co_spawn(
-        io, [this, out, raw]() -> asio::awaitable<void> { *out = co_await backend->answer(raw); },
+        io,
+        [this, out, raw]() -> asio::awaitable<void> {
+          *out = co_await backend->service().answer(raw);
+        },
         asio::detached);
     return out;
   }
