@@ -346,9 +346,7 @@ int Cli::run(int argc, char** argv) {
     }
     auto engine = open_engine();
     if (!engine) return engine.error();
-    auto answered = (*engine)->answer(asked->domain);
-    if (!answered) return fail(kExitBadInput, answered.error().reason);
-    print_for_exim(answered->result.answer);
+    print_for_exim((*engine)->lookup(asked->domain).answer);
     return kExitOk;
   }
   // A bad DOMAIN is refused (it names what is looked up).

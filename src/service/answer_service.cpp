@@ -9,34 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "core/policy.hpp"
-
 namespace mtasts {
-
-// Tells the front-end how each policy fetch ended, passing everything through. A body that is
-// not a valid policy counts as policy_syntax (PolicyService parses it again; parsing is cheap
-// next to a fetch).
-class AnswerService::CountingFetcher final : public https::PolicyFetcher {
- public:
-  CountingFetcher(https::PolicyFetcher& inner, AnswerEvents& events)
-      : inner_(inner), events_(events) {}
-
-  asio::awaitable<std::expected<std::string, Error>> fetch(std::string policy_domain) override {
-    auto body = co_await inner_.fetch(std::move(policy_domain));
-    if (!body) {
-      events_.fetched(to_string(body.error().category));
-    } else if (!parse_policy(*body)) {
-      events_.fetched(to_string(ErrorCategory::policy_syntax));
-    } else {
-      events_.fetched("ok");
-    }
-    co_return body;
-  }
-
- private:
-  https::PolicyFetcher& inner_;
-  AnswerEvents& events_;
-};
 
 std::expected<Asked, Error> ask(std::string_view raw_domain) {
   auto target = target_of(raw_domain);
@@ -64,13 +37,13 @@ AnswerService::AnswerService(asio::any_io_executor executor, store::PolicyStore&
     : executor_(executor),
       store_(store),
       network_(std::move(network)),
-      counting_fetcher_(std::make_unique<CountingFetcher>(*network_.fetcher, events)),
       clock_(std::move(clock)),
       options_(std::move(options)),
       logger_(logger),
       events_(events),
-      policy_(executor, store, *network_.resolver, *counting_fetcher_, clock_, options_.service,
-              std::move(logger)) {}
+      policy_(executor, store, *network_.resolver, *network_.fetcher, clock_, options_.service,
+              std::move(logger), [&events](std::string_view outcome) { events.fetched(outcome); }) {
+}
 
 AnswerService::~AnswerService() = default;
 

@@ -106,7 +106,6 @@ class AnswerService {
   [[nodiscard]] dns::Resolver& resolver() { return *network_.resolver; }
 
  private:
-  class CountingFetcher;
   struct Pending;
   static asio::awaitable<void> look_up(AnswerService& self, std::string domain, bool force,
                                        std::shared_ptr<Pending> pending);
@@ -115,7 +114,6 @@ class AnswerService {
   asio::any_io_executor executor_;
   store::PolicyStore& store_;
   Network network_;
-  std::unique_ptr<CountingFetcher> counting_fetcher_;
   Clock clock_;
   AnswerOptions options_;
   std::shared_ptr<spdlog::logger> logger_;

@@ -110,13 +110,16 @@ std::expected<Answered, Error> Engine::answer(std::string_view raw_domain) {
   auto asked = ask(raw_domain);
   if (!asked) return std::unexpected(std::move(asked.error()));
   if (asked->answered) return std::move(*asked->answered);
-  if (auto hit = cached(asked->domain)) return Answered{std::move(*hit), AnswerPath::hit};
-  return run(asked->domain, false);
+  return answer_domain(asked->domain);
 }
 
 LookupResult Engine::lookup(const std::string& domain) {
-  if (auto hit = cached(domain)) return std::move(*hit);
-  return run(domain, false).result;
+  return answer_domain(domain).result;
+}
+
+Answered Engine::answer_domain(const std::string& domain) {
+  if (auto hit = cached(domain)) return Answered{std::move(*hit), AnswerPath::hit};
+  return run(domain, false);
 }
 
 LookupResult Engine::refresh(const std::string& domain) {

@@ -47,6 +47,7 @@ class Engine {
   Engine(Config config, std::shared_ptr<spdlog::logger> logger,
          std::unique_ptr<store::PolicyStore> store, Wiring& wiring);
   Network& network();
+  Answered answer_domain(const std::string& domain);
   Answered run(const std::string& domain, bool force);
 
   Config config_;

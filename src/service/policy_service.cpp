@@ -80,14 +80,16 @@ struct PolicyService::InFlight {
 
 PolicyService::PolicyService(asio::any_io_executor executor, store::PolicyStore& store,
                              dns::Resolver& resolver, https::PolicyFetcher& fetcher, Clock clock,
-                             ServiceOptions options, std::shared_ptr<spdlog::logger> logger)
+                             ServiceOptions options, std::shared_ptr<spdlog::logger> logger,
+                             FetchListener on_fetch)
     : executor_(std::move(executor)),
       store_(store),
       resolver_(resolver),
       fetcher_(fetcher),
       clock_(std::move(clock)),
       options_(options),
-      logger_(std::move(logger)) {}
+      logger_(std::move(logger)),
+      on_fetch_(std::move(on_fetch)) {}
 
 asio::awaitable<LookupResult> PolicyService::lookup(std::string domain) {
   return run_lookup(std::move(domain), false);
@@ -183,15 +185,20 @@ asio::awaitable<Decision> PolicyService::check_sts(std::string domain,
   FetchOutcome fetch;
   if (should_fetch(cached, txt, checked, options_.timing)) {
     auto body = co_await fetcher_.fetch(domain);
+    std::string_view outcome = "ok";
     if (!body) {
+      outcome = to_string(body.error().category);
       fetch = std::expected<FetchedPolicy, Error>(std::unexpected(body.error()));
     } else if (auto policy = parse_policy(*body)) {
       fetch = FetchedPolicy{std::move(*policy), std::move(*body)};
     } else {
+      // A body that is not a valid policy counts as policy_syntax, whatever the parser's reason.
+      outcome = to_string(ErrorCategory::policy_syntax);
       Error error = policy.error();
       error.reason = fmt::format("policy from mta-sts.{}: {}", domain, error.reason);
       fetch = std::expected<FetchedPolicy, Error>(std::unexpected(std::move(error)));
     }
+    if (on_fetch_) on_fetch_(outcome);
   }
 
   const UnixTime decided = clock_();

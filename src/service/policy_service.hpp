@@ -46,6 +46,9 @@ struct ServiceOptions {
                                  const ServiceOptions& options, std::string_view domain);
 
 using Clock = std::function<UnixTime()>;
+// Hears how each policy fetch ended: "ok", or an ErrorCategory name (policy_syntax for a body
+// that is not a valid policy).
+using FetchListener = std::function<void(std::string_view outcome)>;
 
 // The DANE state to answer with when a lookup did not finish: the cached one while it is fresh,
 // otherwise failed (a DANE check that could not be made is never "no DANE"); none when DANE is
@@ -59,7 +62,7 @@ class PolicyService {
  public:
   PolicyService(asio::any_io_executor executor, store::PolicyStore& store, dns::Resolver& resolver,
                 https::PolicyFetcher& fetcher, Clock clock, ServiceOptions options,
-                std::shared_ptr<spdlog::logger> logger);
+                std::shared_ptr<spdlog::logger> logger, FetchListener on_fetch = {});
 
   // Answers for an already normalized domain. Fresh cache: no network. Otherwise DNS (TXT and
   // TLSRPT together), a fetch when needed, the decision, one store write. Concurrent callers for
@@ -84,6 +87,7 @@ class PolicyService {
   Clock clock_;
   ServiceOptions options_;
   std::shared_ptr<spdlog::logger> logger_;
+  FetchListener on_fetch_;
   std::map<std::string, std::shared_ptr<InFlight>> in_flight_;
 };
 

@@ -13,22 +13,34 @@
 
 namespace mtasts::testing {
 
-// MemoryStore as mtastsd's store: commits are held back until release_commits() (or at once
-// with auto_commit), so a test sees who waits for them.
-class SharedMemoryStore final : public store::SharedStore {
+// Passes the PolicyStore calls to another store.
+template <class Base>
+class ForwardingStore : public Base {
  public:
+  explicit ForwardingStore(store::PolicyStore& inner) : inner_(inner) {}
   std::expected<std::optional<CacheEntry>, Error> load(std::string_view domain) override {
-    return memory.load(domain);
+    return inner_.load(domain);
   }
   std::expected<void, Error> save(std::string_view domain, const CacheEntry& entry) override {
-    return memory.save(domain, entry);
+    return inner_.save(domain, entry);
   }
   std::expected<bool, Error> erase(std::string_view domain) override {
-    return memory.erase(domain);
+    return inner_.erase(domain);
   }
   std::expected<std::vector<std::pair<std::string, CacheEntry>>, Error> list() override {
-    return memory.list();
+    return inner_.list();
   }
+
+ private:
+  store::PolicyStore& inner_;
+};
+
+// MemoryStore as mtastsd's store: commits are held back until release_commits() (or at once
+// with auto_commit), so a test sees who waits for them.
+class SharedMemoryStore final : public ForwardingStore<store::SharedStore> {
+ public:
+  // `memory` is only bound here, used once constructed.
+  SharedMemoryStore() : ForwardingStore(memory) {}
   void flush() override { release_commits(); }
   void when_committed(std::function<void()> done) override {
     if (auto_commit) {
@@ -75,25 +87,7 @@ class FakeWiring final : public Wiring {
   int networks_built = 0;
 
  private:
-  class StoreHandle final : public store::PolicyStore {
-   public:
-    explicit StoreHandle(store::PolicyStore& inner) : inner_(inner) {}
-    std::expected<std::optional<CacheEntry>, Error> load(std::string_view domain) override {
-      return inner_.load(domain);
-    }
-    std::expected<void, Error> save(std::string_view domain, const CacheEntry& entry) override {
-      return inner_.save(domain, entry);
-    }
-    std::expected<bool, Error> erase(std::string_view domain) override {
-      return inner_.erase(domain);
-    }
-    std::expected<std::vector<std::pair<std::string, CacheEntry>>, Error> list() override {
-      return inner_.list();
-    }
-
-   private:
-    store::PolicyStore& inner_;
-  };
+  using StoreHandle = ForwardingStore<store::PolicyStore>;
   class ResolverHandle final : public dns::Resolver {
    public:
     explicit ResolverHandle(dns::Resolver& inner) : inner_(inner) {}
