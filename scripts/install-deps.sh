@@ -14,17 +14,17 @@ build_packages=(
   build-essential cmake ninja-build pkg-config git clang-format
   libboost1.81-dev libssl-dev libunbound-dev liblmdb-dev libidn2-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev libcdb-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev libcdb-dev zlib1g-dev
   clang-16 libclang-rt-16-dev libfuzzer-16-dev
 )
 # Every program, library and Python module the tests use, by the package that ships it (some
 # come with the system or with build-essential anyway; they are listed so that the check in
 # tests/integration/test_install_deps.py can find them here).
 test_packages=(
-  python3 python3-minimal python3-pytest python3-dnslib python3-cryptography
+  python3 python3-minimal python3-pytest python3-dnslib python3-cryptography python3-jsonschema
   faketime libfaketime   # libfaketime: the LD_PRELOAD library that moves clocks
   iproute2 lmdb-utils systemd libunbound8 gcc g++ binutils
-  coreutils util-linux mount bash dpkg libc-bin
+  coreutils util-linux mount bash dash dpkg libc-bin
   tinycdb        # cdb -q: test_e2e_exim.py and test_e2e_dane.py read mtastsd's cdb export
   unbound-host   # a real validating resolver for the world's DNSSEC self-tests
   unbound        # the validating resolver Exim and Postfix use in test_e2e_dane.py (run per test)

@@ -28,6 +28,10 @@ std::string_view to_string(ErrorCategory category) {
       return "store";
     case ErrorCategory::config:
       return "config";
+    case ErrorCategory::session_report:
+      return "session_report";
+    case ErrorCategory::report_delivery:
+      return "report_delivery";
     case ErrorCategory::internal:
       return "internal";
   }

@@ -21,6 +21,8 @@ enum class ErrorCategory {
   policy_syntax,     // the policy body (or its media type) is not a valid STSv1 policy
   store,             // the cache could not be read or written
   config,            // bad configuration
+  session_report,    // a TLSRPT session report from an MTA (datagram or request) is malformed
+  report_delivery,   // a TLSRPT report could not be delivered (sendmail or HTTPS POST)
   internal,          // a bug; never expected
 };
 

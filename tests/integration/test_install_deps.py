@@ -61,6 +61,7 @@ USES: dict[str, dict[str, str]] = {
     },
     # absolute paths of programs and libraries
     "path": {
+        "/bin/sh": "dash",
         "/usr/bin/mdb_dump": "lmdb-utils",
         "/usr/bin/mdb_stat": "lmdb-utils",
         "/usr/bin/python3": "python3-minimal",   # Debian's, with python3-dnslib & co.
@@ -77,6 +78,7 @@ USES: dict[str, dict[str, str]] = {
     "module": {
         "cryptography": "python3-cryptography",
         "dnslib": "python3-dnslib",
+        "jsonschema": "python3-jsonschema",
         "pytest": "python3-pytest",
     },
 }
