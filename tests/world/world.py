@@ -160,7 +160,7 @@ def validate_dns_entry(name, entry):
 HTTPS_DEFAULTS = {
     "cert": "valid", "cert_san": None, "status": 200, "content_type": "text/plain",
     "body": "", "headers": {}, "location": None, "behaviour": "normal", "address": "local",
-    "size": None,
+    "size": None, "path": WELL_KNOWN_PATH,
 }
 
 
@@ -186,6 +186,8 @@ def validate_https_spec(host, spec):
          "or blackhole"),
         (full["size"] is None or (isinstance(full["size"], int) and full["size"] >= 0),
          "size must be a non-negative integer"),
+        (isinstance(full["path"], str) and full["path"].startswith("/"),
+         "path must be a string starting with /"),
     ]
     for ok, message in checks:
         if not ok:
@@ -648,7 +650,7 @@ class Request:
 
 
 def read_request(conn):
-    """Read one request head (and discard its body); None if the client gives up."""
+    """Read one request head and its Content-Length body; None if the client gives up."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(4096)
@@ -659,7 +661,8 @@ def read_request(conn):
     request = Request(head)
     length = int(request.header("content-length") or 0)
     if 0 < length <= REQUEST_BODY_LIMIT and len(rest) < length:
-        recv_exact(conn, length - len(rest))
+        rest += recv_exact(conn, length - len(rest)) or b""
+    request.body = rest[:length] if 0 < length <= REQUEST_BODY_LIMIT else b""
     return request
 
 
@@ -799,11 +802,12 @@ class HttpsServer:
             "sni": info["sni"], "host": request.header("host"), "method": request.method,
             "path": request.target, "headers": {k.lower(): request.header(k)
                                                 for k, _ in request.headers},
-            "raw_headers": [list(h) for h in request.headers], "address": info["address"]})
+            "raw_headers": [list(h) for h in request.headers], "address": info["address"],
+            "body": request.body.decode("latin-1")})
         # The SNI picks the host (as it picked the certificate); the Host header only when the
         # SNI names no policy host (none sent, or unknown).
         spec = self.state.https_spec(info["sni"]) or self.state.https_spec(request.host)
-        if spec is None or request.path != WELL_KNOWN_PATH:
+        if spec is None or request.path != spec["path"]:
             spec = NOT_FOUND
         behave = getattr(self, "_behave_" + spec["behaviour"].replace("-", "_"))
         behave(tls, request, spec)

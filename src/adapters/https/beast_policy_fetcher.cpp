@@ -1,28 +1,19 @@
-// The only translation unit that includes Boost.Beast (compile time).
+// Policy fetches on Boost.Beast; the TLS and connection machinery is tls_client.hpp's.
 #include "adapters/https/beast_policy_fetcher.hpp"
 
 #include <fmt/format.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/ip/address.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <exception>
 #include <string_view>
 #include <utility>
-#include <variant>
-#include <vector>
 
+#include "adapters/https/tls_client.hpp"
 #include "core/policy.hpp"
 
 namespace mtasts::https {
@@ -30,38 +21,10 @@ namespace mtasts::https {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
-using boost::system::error_code;
 
 namespace {
 
 constexpr std::string_view kPath = "/.well-known/mta-sts.txt";
-constexpr std::string_view kUserAgent = "mtasts/0.1";
-constexpr std::size_t kQuoteLimit = 100;
-
-// Server-supplied text for a log line: printable ASCII kept, the rest escaped, cut to ~100 bytes.
-std::string quote(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (out.size() >= kQuoteLimit) {
-      out += "...";
-      break;
-    }
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte >= 0x20 && byte < 0x7F) {
-      out += c;
-    } else {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned>(byte));
-    }
-  }
-  return out;
-}
-
-std::string endpoint_text(const tcp::endpoint& endpoint) {
-  const auto address = endpoint.address();
-  return address.is_v6() ? fmt::format("[{}]:{}", address.to_string(), endpoint.port())
-                         : fmt::format("{}:{}", address.to_string(), endpoint.port());
-}
 
 bool is_plain_hostname(std::string_view name) {
   if (name.empty() || name.size() > 253) return false;
@@ -80,41 +43,19 @@ std::unexpected<Error> failure(ErrorCategory category, std::string reason) {
 
 // The TLS client context: built once, on the first fetch.
 struct BeastPolicyFetcher::Tls {
-  std::unique_ptr<ssl::context> context;
-  std::string error;  // why it could not be built; reported by every fetch
+  explicit Tls(std::optional<std::string> ca_file) : context(std::move(ca_file)) {}
+  TlsClientContext context;
 };
 
-namespace {
-
-std::string build_context(ssl::context& context, const BeastPolicyFetcherOptions& options) {
-  // STS-46: TLS 1.2 or newer.
-  context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                      ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-  if (SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION) != 1) {
-    return "cannot require TLS 1.2 or newer (OpenSSL refused)";
-  }
-  error_code ec;
-  context.set_default_verify_paths(ec);
-  if (ec) return fmt::format("cannot load the system's trusted CAs: {}", ec.message());
-  if (options.ca_file) {
-    context.load_verify_file(*options.ca_file, ec);
-    if (ec) return fmt::format("cannot load CA file {}: {}", *options.ca_file, ec.message());
-  }
-  context.set_verify_mode(ssl::verify_peer, ec);
-  if (ec) return fmt::format("cannot enable certificate verification: {}", ec.message());
-  return {};
-}
-
-}  // namespace
-
 BeastPolicyFetcher::BeastPolicyFetcher(dns::Resolver& resolver, BeastPolicyFetcherOptions options)
-    : resolver_(resolver), options_(std::move(options)) {}
+    : resolver_(resolver),
+      options_(std::move(options)),
+      tls_(std::make_unique<Tls>(options_.ca_file)) {}
 
 BeastPolicyFetcher::~BeastPolicyFetcher() = default;
 
 asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch(
     std::string policy_domain) {
-  using namespace asio::experimental::awaitable_operators;
   using Clock = std::chrono::steady_clock;
 
   if (!is_plain_hostname(policy_domain)) {
@@ -129,28 +70,17 @@ asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch(
                                                             host, options_.timeout.count(), phase));
   };
 
-  if (!tls_) {
-    tls_ = std::make_unique<Tls>();
-    try {
-      tls_->context = std::make_unique<ssl::context>(ssl::context::tls_client);
-      tls_->error = build_context(*tls_->context, options_);
-    } catch (const std::exception& e) {
-      tls_->error = fmt::format("cannot create a TLS context: {}", e.what());
-    }
-  }
-  if (!tls_->error.empty()) {
-    co_return failure(ErrorCategory::fetch_failed, fmt::format("{}: {}", host, tls_->error));
+  const auto context = tls_->context.get();
+  if (!context) {
+    co_return failure(ErrorCategory::fetch_failed, fmt::format("{}: {}", host, context.error()));
   }
 
   auto executor = co_await asio::this_coro::executor;
 
   // 1. Addresses from our resolver, raced against the overall deadline.
-  asio::steady_timer timer(executor);
-  timer.expires_at(deadline);
-  auto raced =
-      co_await (resolver_.addresses(host) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
-  if (raced.index() != 0) co_return timed_out("resolving its address");
-  const dns::Answer<std::string> addresses = std::get<0>(std::move(raced));
+  auto resolved = co_await resolve_before(resolver_, host, deadline);
+  if (!resolved) co_return timed_out("resolving its address");
+  const dns::Answer<std::string> addresses = std::move(*resolved);
   if (addresses.status == dns::Status::nxdomain || addresses.status == dns::Status::nodata) {
     co_return failure(
         ErrorCategory::fetch_failed,
@@ -165,73 +95,42 @@ asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch(
   }
 
   // 2. TCP: each address in order until one accepts.
-  beast::ssl_stream<beast::tcp_stream> stream(executor, *tls_->context);
+  TlsStream stream(executor, **context);
   beast::tcp_stream& tcp_layer = beast::get_lowest_layer(stream);
-  std::string tried;
-  std::string peer;
-  for (const std::string& text : addresses.records) {
-    error_code ec;
-    const auto address = asio::ip::make_address(text, ec);
-    if (ec) {
-      tried += fmt::format("{}{}: not an address", tried.empty() ? "" : "; ", quote(text));
-      continue;
+  auto connected = co_await connect_first(tcp_layer, addresses.records, options_.port, deadline);
+  if (!connected) {
+    if (connected.error().timed_out) {
+      co_return timed_out(fmt::format("connecting to {}", connected.error().detail));
     }
-    const tcp::endpoint endpoint(address, options_.port);
-    tcp_layer.close();
-    tcp_layer.expires_at(deadline);
-    std::tie(ec) = co_await tcp_layer.async_connect(endpoint, asio::as_tuple(asio::use_awaitable));
-    if (!ec) {
-      peer = endpoint_text(endpoint);
-      break;
-    }
-    if (ec == beast::error::timeout) {
-      co_return timed_out(fmt::format("connecting to {}", endpoint_text(endpoint)));
-    }
-    tried +=
-        fmt::format("{}{}: {}", tried.empty() ? "" : "; ", endpoint_text(endpoint), ec.message());
-  }
-  if (peer.empty()) {
     co_return failure(ErrorCategory::fetch_failed,
-                      fmt::format("cannot connect to {} ({})", host, tried));
+                      fmt::format("cannot connect to {} ({})", host, connected.error().detail));
   }
+  const std::string peer = std::move(*connected);
 
   // 3. TLS: SNI and a SAN-only, one-label-wildcard host check (STS-18, STS-45).
-  SSL* ssl_handle = stream.native_handle();
-  // SSL_set_tlsext_host_name() spelled out: the macro hides a C-style cast.
-  if (SSL_ctrl(ssl_handle, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-               const_cast<char*>(host.c_str())) != 1) {
-    co_return failure(ErrorCategory::fetch_failed, fmt::format("cannot set SNI {}", host));
+  if (auto named = expect_peer_name(stream.native_handle(), host); !named) {
+    co_return failure(ErrorCategory::fetch_failed, named.error());
   }
-  X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
-  X509_VERIFY_PARAM_set_hostflags(
-      param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-  if (X509_VERIFY_PARAM_set1_host(param, host.data(), host.size()) != 1) {
-    co_return failure(ErrorCategory::fetch_failed,
-                      fmt::format("cannot set {} as the name to verify", host));
-  }
-  {
-    tcp_layer.expires_at(deadline);
-    auto [ec] = co_await stream.async_handshake(ssl::stream_base::client,
-                                                asio::as_tuple(asio::use_awaitable));
-    const long verify = SSL_get_verify_result(ssl_handle);
-    if (verify != X509_V_OK) {
-      co_return failure(
-          ErrorCategory::webpki_invalid,
-          fmt::format("certificate of {} ({}) is not valid for that name: {} (RFC 8461 §3.3 "
-                      "requires a PKIX-valid certificate naming mta-sts.<domain> in its SAN)",
-                      host, peer, X509_verify_cert_error_string(verify)));
+  if (auto shaken = co_await handshake(stream, deadline); !shaken) {
+    using Kind = HandshakeFailure::Kind;
+    switch (shaken.error().kind) {
+      case Kind::certificate:
+        co_return failure(
+            ErrorCategory::webpki_invalid,
+            fmt::format("certificate of {} ({}) is not valid for that name: {} (RFC 8461 §3.3 "
+                        "requires a PKIX-valid certificate naming mta-sts.<domain> in its SAN)",
+                        host, peer, shaken.error().detail));
+      case Kind::timeout:
+        co_return timed_out("TLS handshake");
+      case Kind::no_certificate:
+        co_return failure(ErrorCategory::webpki_invalid,
+                          fmt::format("{} ({}) presented no certificate", host, peer));
+      case Kind::other:
+        break;
     }
-    if (ec == beast::error::timeout) co_return timed_out("TLS handshake");
-    if (ec) {
-      co_return failure(
-          ErrorCategory::fetch_failed,
-          fmt::format("TLS handshake with {} ({}) failed: {}", host, peer, ec.message()));
-    }
-    X509* certificate = SSL_get0_peer_certificate(ssl_handle);
-    if (certificate == nullptr) {
-      co_return failure(ErrorCategory::webpki_invalid,
-                        fmt::format("{} ({}) presented no certificate", host, peer));
-    }
+    co_return failure(
+        ErrorCategory::fetch_failed,
+        fmt::format("TLS handshake with {} ({}) failed: {}", host, peer, shaken.error().detail));
   }
 
   // 4. The request: GET with no conditional or caching headers (STS-22).
