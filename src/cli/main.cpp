@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/tlsrpt_commands.hpp"
 #include "core/domain.hpp"
 #include "core/exim_answers.hpp"
 #include "core/text_quote.hpp"
@@ -294,6 +295,8 @@ int Cli::run(int argc, char** argv) {
   dump->add_flag("--json", json, "JSON output");
   auto* purge = app.add_subcommand("purge", "forget a domain");
   purge->add_option("domain", domain_text)->required();
+  cli::TlsrptArguments tlsrpt_arguments;
+  const cli::TlsrptCommand tlsrpt = cli::add_tlsrpt_command(app, tlsrpt_arguments);
 
   try {
     app.parse(argc, argv);
@@ -301,6 +304,13 @@ int Cli::run(int argc, char** argv) {
     if (error.get_exit_code() == 0) return app.exit(error);
     app.exit(error);
     return kExitUsage;
+  }
+
+  if (tlsrpt.tlsrpt->parsed()) {
+    auto config = make_config();
+    if (!config) return config.error();
+    auto logger = make_logger("mtasts", "stderr", options_.verbose ? "debug" : "warning");
+    return cli::run_tlsrpt_command(tlsrpt, tlsrpt_arguments, std::move(*config), std::move(logger));
   }
 
   const bool with_host = getmta->parsed() && host_option->count() > 0;

@@ -93,7 +93,9 @@ std::string Daemon::render_metrics() const {
   gauges.background_lookups = lookups_->value();
   gauges.start_time = start_time_;
   if (refresher_) refresher_->fill(gauges);
-  return activity_->metrics.render(gauges);
+  std::string text = activity_->metrics.render(gauges);
+  if (tlsrpt_) text += tlsrpt_->metrics();
+  return text;
 }
 
 Daemon::~Daemon() {
@@ -143,6 +145,15 @@ int Daemon::run() {
     metrics_server_ = std::move(*opened);
   }
 
+  if (config.tlsrpt.enabled) {
+    auto bound = TlsrptRunner::bind(io_, config, wiring_);
+    if (!bound) {
+      log.critical("{}", bound.error());
+      return kExitOsError;
+    }
+    tlsrpt_ = std::move(*bound);
+  }
+
   if (!config.daemon.user.empty()) {
     if (auto dropped = drop_privileges(config.daemon.user, config.daemon.group); !dropped) {
       log.critical("{}", dropped.error());
@@ -158,6 +169,13 @@ int Daemon::run() {
   log_notices(**store, log);
   state_.backend = std::make_shared<Backend>(io_.get_executor(), config, std::move(*store), wiring_,
                                              state_.logger, lookups_, activity_);
+  if (tlsrpt_) {
+    if (auto started = tlsrpt_->start(state_.logger); !started) {
+      log.critical("{}", started.error());
+      return kExitCache;
+    }
+    state_.tlsrpt = tlsrpt_.get();
+  }
   worker_ = std::make_unique<Worker>();
   refresher_ =
       std::make_unique<Refresher>(io_.get_executor(), state_, *worker_, lookups_, *activity_);
@@ -201,6 +219,7 @@ int Daemon::run() {
 
   io_.run();
 
+  if (tlsrpt_) tlsrpt_->stop();  // collected sessions are committed before the exit
   // What the write-behind queue holds is committed before the exit (also on the _Exit below).
   state_.backend->store()->flush();
   remove_created_sockets();  // now: the _Exit below skips destructors
@@ -247,6 +266,7 @@ asio::awaitable<void> Daemon::stop() {
   state_.connections.close_idle();
   if (refresher_) refresher_->stop();
   if (exporter_) exporter_->stop();
+  if (tlsrpt_) tlsrpt_->stop();
   if (metrics_server_) metrics_server_->stop();
   const auto& settings = state_.config->daemon;
   const auto drained_by = Clock::now() + settings.shutdown_timeout;
@@ -297,6 +317,9 @@ void Daemon::reload() {
       store = std::move(*opened);
       log_notices(*store, *logger);
     }
+  }
+  if (next->tlsrpt != current.tlsrpt) {
+    logger->warn("reload: [tlsrpt] settings take effect at the next start");
   }
   if (listener_settings_differ(current.daemon, next->daemon)) {
     logger->warn(

@@ -21,6 +21,7 @@
 #include "daemon/metrics_server.hpp"
 #include "daemon/refresher.hpp"
 #include "daemon/state.hpp"
+#include "daemon/tlsrpt_runner.hpp"
 #include "daemon/worker.hpp"
 #include "service/config.hpp"
 #include "service/wiring.hpp"
@@ -67,6 +68,7 @@ class Daemon {
   std::unique_ptr<Worker> worker_;  // before its users, so it is joined after them
   std::unique_ptr<Refresher> refresher_;
   std::unique_ptr<CdbExporter> exporter_;
+  std::unique_ptr<TlsrptRunner> tlsrpt_;  // [tlsrpt] enabled
   std::unique_ptr<asio::signal_set> signals_;
   double start_time_ = 0;
   bool abandoned_ = false;  // stop gave up on lookups that did not finish

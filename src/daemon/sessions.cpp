@@ -1,12 +1,16 @@
 #include "daemon/sessions.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
@@ -21,6 +25,7 @@
 #include "core/netstring.hpp"
 #include "core/socketmap.hpp"
 #include "core/text_quote.hpp"
+#include "daemon/tlsrpt_runner.hpp"
 #include "service/cached_answers.hpp"
 
 namespace mtasts::daemon {
@@ -155,7 +160,46 @@ const char* source_name(AnswerSource source) {
 }
 
 // The answer to one Exim request line.
+// The first two blank-separated words of a request line.
+std::vector<std::string_view> split_words(std::string_view line) {
+  std::vector<std::string_view> words;
+  std::size_t at = 0;
+  while (words.size() < 2) {
+    at = line.find_first_not_of(" \t", at);
+    if (at == std::string_view::npos) break;
+    const std::size_t end = std::min(line.find_first_of(" \t", at), line.size());
+    words.push_back(line.substr(at, end - at));
+    at = end;
+  }
+  return words;
+}
+
+// A `tlsrpt …` line (Exim's event_action reporting a TLS session, docs/tlsrpt.md); the
+// domain's cache entry completes it with the policy that applied.
+std::string tlsrpt_reply(std::string_view line, State& state) {
+  if (state.tlsrpt == nullptr) {
+    return exim_error_answer("tlsrpt is not enabled in this mtastsd ([tlsrpt] enabled = true)");
+  }
+  std::optional<CacheEntry> entry;
+  const auto words = split_words(line);
+  if (words.size() > 1) {
+    if (auto domain = normalize_domain(words[1])) {
+      if (auto loaded = state.backend->store()->load(*domain)) entry = std::move(*loaded);
+    }
+  }
+  return state.tlsrpt->mta_report(line, std::move(entry));
+}
+
+bool is_tlsrpt_request(std::string_view line) {
+  const auto words = split_words(line);
+  if (words.empty() || words[0].size() != 6) return false;
+  std::string command(words[0]);
+  for (char& c : command) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return command == "tlsrpt";
+}
+
 asio::awaitable<std::string> exim_reply(std::string line, State& state) {
+  if (is_tlsrpt_request(line)) co_return tlsrpt_reply(line, state);
   auto request = parse_exim_request(line);
   if (!request) co_return exim_error_answer(request.error());
   std::shared_ptr<Backend> backend = state.backend;

@@ -49,12 +49,15 @@ class Connections {
   Counter counter_;
 };
 
+class TlsrptRunner;
+
 struct State {
   explicit State(asio::any_io_executor executor) : connections(std::move(executor)) {}
   std::shared_ptr<const Config> config;
   std::shared_ptr<Backend> backend;
   std::shared_ptr<spdlog::logger> logger;
   Connections connections;
+  TlsrptRunner* tlsrpt = nullptr;  // set while [tlsrpt] is enabled
   bool stopping = false;
 };
 

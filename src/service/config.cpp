@@ -16,6 +16,7 @@
 #include "core/domain.hpp"
 #include "core/text_quote.hpp"
 #include "service/config_daemon.hpp"
+#include "service/config_tlsrpt.hpp"
 #include "service/toml_hazard.hpp"
 #include "service/toml_reading.hpp"
 
@@ -95,6 +96,7 @@ const std::set<std::string_view> kKnownKeys = {
     "log_target",
     "daemon",
     "socketmap",
+    "tlsrpt",
 };
 
 }  // namespace
@@ -170,6 +172,9 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
   if (auto error = read_socketmaps(table, source, config.daemon.socketmaps)) {
     return std::unexpected(*error);
   }
+  if (auto error = detail::read_tlsrpt(table, source, config.tlsrpt)) {
+    return std::unexpected(*error);
+  }
   if (const toml::node* node = table.get("strict")) {
     const auto* value = node->as_boolean();
     if (value == nullptr) {
@@ -219,6 +224,13 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
   config.fetch_timeout = std::chrono::milliseconds(fetch_ms);
   config.lookup_timeout = std::chrono::milliseconds(lookup_ms);
   return config;
+}
+
+std::string tlsrpt_store_path(const Config& config) {
+  if (!config.tlsrpt.store.empty()) return config.tlsrpt.store;
+  const auto slash = config.cache_path.rfind('/');
+  if (slash == std::string::npos) return "tlsrpt.mdb";
+  return config.cache_path.substr(0, slash + 1) + "tlsrpt.mdb";
 }
 
 }  // namespace mtasts

@@ -53,6 +53,28 @@ struct DaemonConfig {
   friend bool operator==(const DaemonConfig&, const DaemonConfig&) = default;
 };
 
+// TLSRPT (RFC 8460; [tlsrpt] in the file): mtastsd collects TLS outcomes from Postfix (libtlsrpt
+// datagrams) and Exim (`tlsrpt` requests) and reports them daily (docs/tlsrpt.md).
+struct TlsrptConfig {
+  bool enabled = false;                            // enabled
+  std::string socket = "/run/mtasts/tlsrpt.sock";  // socket: Postfix's datagram socket; "" = none
+  std::uint32_t socket_mode = 0660;                // socket_mode: who may send datagrams
+  std::string store;  // store: the counts file; "" = "tlsrpt.mdb" beside the cache
+  std::size_t max_store_bytes = std::size_t{64} << 20;  // max_store_bytes: the counts file's bound
+  std::string organization_name;                        // organization_name: required when enabled
+  std::string contact_info;  // contact_info: an address (RFC 5322 addr-spec); required
+  std::string submitter;     // submitter: the reporting domain; default contact_info's domain
+  std::string mail_from;     // mail_from: envelope sender and From: of report mail; default
+                             // "tlsrpt-noreply@<submitter>" (keep it out of collection: docs)
+  std::vector<std::string> sendmail{"/usr/sbin/sendmail", "-oi"};  // sendmail: argv, no shell
+  std::int64_t send_window = 14400;  // send_window (s): reports spread over this after 00:00 UTC
+  std::int64_t retention_days = 14;  // retention_days: counts older than this are pruned
+  std::int64_t retry_for = 86400;    // retry_for (s): a failing rua is retried this long (RPT-31)
+  bool send = true;                  // send = false: collect and keep, never send
+  std::size_t queue_limit = 65536;   // queue_limit: sessions waiting for the writer, then dropped
+  friend bool operator==(const TlsrptConfig&, const TlsrptConfig&) = default;
+};
+
 struct Config {
   std::string cache_path;              // cache = "/var/lib/mtasts/cache.mdb"
   std::vector<std::string> resolvers;  // resolver = ["127.0.0.1:53"]; empty: /etc/resolv.conf
@@ -71,12 +93,16 @@ struct Config {
   std::chrono::milliseconds lookup_timeout{15000};   // lookup_timeout_ms: whole lookup incl. fetch
   std::size_t max_policy_bytes = 65536;              // max_policy_bytes (RFC 8461 §3.3: 64 KiB)
   std::size_t max_map_bytes = std::size_t{1} << 30;  // max_cache_bytes: LMDB map size cap
-  Timing timing;  // txt_max_ttl, txt_min_ttl, negative_ttl, dns_retry,
-                  // fetch_backoff_min, fetch_backoff_max (seconds)
+  Timing timing;                      // txt_max_ttl, txt_min_ttl, negative_ttl, dns_retry,
+                                      // fetch_backoff_min, fetch_backoff_max (seconds)
   std::string log_level = "info";     // log_level = trace|debug|info|warning|error
   std::string log_target = "stderr";  // log_target = stderr|syslog
   DaemonConfig daemon;                // [daemon], [socketmap.NAME]
+  TlsrptConfig tlsrpt;                // [tlsrpt]
 };
+
+// The TLSRPT counts file: tlsrpt.store, or "tlsrpt.mdb" in the cache's directory.
+[[nodiscard]] std::string tlsrpt_store_path(const Config& config);
 
 // Defaults, with the cache path from the build (MTASTS_DEFAULT_CACHE).
 [[nodiscard]] Config default_config();

@@ -49,26 +49,6 @@ const std::set<std::string_view> kSocketmapKeys = {
     "report_testing",
 };
 
-// A Unix socket path: "" (none) or absolute and short enough for sockaddr_un.
-std::optional<Error> read_socket_path(const toml::table& table, std::string_view source,
-                                      std::string_view key, std::string& out) {
-  std::string value = out;
-  if (auto error = read_string(table, source, key, value)) return error;
-  if (!value.empty()) {
-    constexpr std::size_t kMaxPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
-    if (!value.starts_with('/')) {
-      return config_error(source, table.get(key)->source(), key,
-                          "must be an absolute path (or \"\" for none)");
-    }
-    if (value.size() > kMaxPath) {
-      return config_error(source, table.get(key)->source(), key,
-                          fmt::format("longer than {} octets", kMaxPath));
-    }
-  }
-  out = value;
-  return std::nullopt;
-}
-
 // A string or an array of strings, each a TCP listen address.
 std::optional<Error> read_listen(const toml::table& table, std::string_view source,
                                  std::string_view key, std::vector<std::string>& out) {
@@ -81,29 +61,6 @@ std::optional<Error> read_listen(const toml::table& table, std::string_view sour
     if (!parsed) return config_error(source, node->source(), key, parsed.error().reason);
   }
   out = std::move(texts);
-  return std::nullopt;
-}
-
-// "0660" (a string of octal digits, as in systemd units) or a TOML integer such as 0o660.
-std::optional<Error> read_mode(const toml::table& table, std::string_view source,
-                               std::string_view key, std::uint32_t& out) {
-  const toml::node* node = table.get(key);
-  if (node == nullptr) return std::nullopt;
-  std::int64_t mode = -1;
-  if (const auto* text = node->as_string()) {
-    const std::string& digits = text->get();
-    if (!digits.empty() && digits.size() <= 4 &&
-        digits.find_first_not_of("01234567") == std::string::npos) {
-      mode = std::stoll(digits, nullptr, 8);
-    }
-  } else if (const auto* number = node->as_integer()) {
-    mode = number->get();
-  }
-  if (mode < 0 || mode > 0777) {
-    return config_error(source, node->source(), key,
-                        "expected permission bits as an octal string such as \"0660\"");
-  }
-  out = static_cast<std::uint32_t>(mode);
   return std::nullopt;
 }
 

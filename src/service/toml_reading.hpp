@@ -69,4 +69,12 @@ std::optional<Error> read_bool(const toml::table& table, std::string_view source
 std::optional<Error> check_keys(const toml::table& table, std::string_view source,
                                 const std::set<std::string_view>& known, std::string_view where);
 
+// A Unix socket path: "" (none), or absolute and short enough for sockaddr_un.
+std::optional<Error> read_socket_path(const toml::table& table, std::string_view source,
+                                      std::string_view key, std::string& out);
+
+// Permission bits: "0660" (octal digits, as in systemd units) or a TOML integer such as 0o660.
+std::optional<Error> read_mode(const toml::table& table, std::string_view source,
+                               std::string_view key, std::uint32_t& out);
+
 }  // namespace mtasts::detail

@@ -4,7 +4,10 @@
 
 #include "adapters/dns/unbound_resolver.hpp"
 #include "adapters/https/beast_policy_fetcher.hpp"
+#include "adapters/report/beast_https_poster.hpp"
+#include "adapters/report/sendmail_submitter.hpp"
 #include "adapters/store/lmdb_store.hpp"
+#include "adapters/store/lmdb_tlsrpt_store.hpp"
 #include "adapters/store/write_behind_store.hpp"
 
 namespace mtasts {
@@ -62,6 +65,25 @@ class SystemWiring final : public Wiring {
                                                            resolver_options(config, concurrency));
     auto fetcher = std::make_unique<https::BeastPolicyFetcher>(*resolver, fetcher_options(config));
     return Network{std::move(resolver), std::move(fetcher)};
+  }
+
+  std::expected<std::unique_ptr<store::TlsrptStore>, Error> open_tlsrpt_store(
+      const Config& config) override {
+    store::LmdbTlsrptStoreOptions options;
+    options.max_bytes = config.tlsrpt.max_store_bytes;
+    return store::open_lmdb_tlsrpt_store(tlsrpt_store_path(config), options);
+  }
+
+  ReportSenders report_senders(asio::any_io_executor executor, dns::Resolver& resolver,
+                               const Config& config) override {
+    report::SendmailOptions mail;
+    mail.command = config.tlsrpt.sendmail;
+    report::HttpsPostOptions https;
+    if (!config.ca_file.empty()) https.ca_file = config.ca_file;
+    // https_port exists for test worlds, whose one HTTPS server also plays the rua endpoints.
+    if (config.https_port != 443) https.port_override = config.https_port;
+    return ReportSenders{std::make_unique<report::SendmailSubmitter>(executor, mail),
+                         std::make_unique<report::BeastHttpsPoster>(resolver, https)};
   }
 };
 

@@ -11,7 +11,9 @@
 
 #include "adapters/dns/resolver.hpp"
 #include "adapters/https/policy_fetcher.hpp"
+#include "adapters/report/report_sender.hpp"
 #include "adapters/store/policy_store.hpp"
+#include "adapters/store/tlsrpt_store.hpp"
 #include "core/error.hpp"
 #include "service/asio.hpp"
 #include "service/config.hpp"
@@ -29,6 +31,13 @@ struct Network {
   std::unique_ptr<https::PolicyFetcher> fetcher;
 };
 
+// What TLSRPT reports are delivered with; the poster resolves through a resolver that must
+// outlive it.
+struct ReportSenders {
+  std::unique_ptr<report::MailSubmitter> mail;
+  std::unique_ptr<report::HttpsPoster> https;
+};
+
 class Wiring {
  public:
   virtual ~Wiring() = default;
@@ -43,6 +52,14 @@ class Wiring {
   // The resolver and fetcher on `executor`.
   [[nodiscard]] virtual Network network(asio::any_io_executor executor, const Config& config,
                                         Concurrency concurrency) = 0;
+  // The TLSRPT counts file (tlsrpt_store_path(config), bounded by tlsrpt.max_store_bytes).
+  // Errors: store.
+  [[nodiscard]] virtual std::expected<std::unique_ptr<store::TlsrptStore>, Error> open_tlsrpt_store(
+      const Config& config) = 0;
+  // Report delivery on `executor`: tlsrpt.sendmail for mailto:, HTTPS POST (ca_file) for https:.
+  [[nodiscard]] virtual ReportSenders report_senders(asio::any_io_executor executor,
+                                                     dns::Resolver& resolver,
+                                                     const Config& config) = 0;
 };
 
 // LMDB, libunbound and Boost.Beast, set up from the config's keys.

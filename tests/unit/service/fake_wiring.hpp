@@ -80,6 +80,15 @@ class FakeWiring final : public Wiring {
     return Network{std::make_unique<ResolverHandle>(resolver),
                    std::make_unique<FetcherHandle>(fetcher)};
   }
+  // TLSRPT is driven over the real store and senders (tests/integration/test_tlsrpt_*.py).
+  std::expected<std::unique_ptr<store::TlsrptStore>, Error> open_tlsrpt_store(
+      const Config& /*config*/) override {
+    return std::unexpected(Error{ErrorCategory::config, "the fake wiring has no TLSRPT store"});
+  }
+  ReportSenders report_senders(asio::any_io_executor /*executor*/, dns::Resolver& /*resolver*/,
+                               const Config& /*config*/) override {
+    return {};
+  }
 
   SharedMemoryStore shared_store;
   FakeResolver resolver;

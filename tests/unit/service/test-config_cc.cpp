@@ -437,5 +437,56 @@ TEST(Config, bad_dane_values_name_file_line_and_key) {
   }
 }
 
+TEST(Config, tlsrpt_table) {
+  auto off = parse("");
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->tlsrpt.enabled);
+  EXPECT_EQ(tlsrpt_store_path(*off), "/var/lib/mtasts/tlsrpt.mdb");
+
+  auto config = parse(R"(
+cache = "/srv/mtasts/cache.mdb"
+[tlsrpt]
+enabled = true
+organization_name = "Example Mail"
+contact_info = "tlsrpt@Mail.Example.NET"
+sendmail = ["/usr/sbin/exim4", "-oi"]
+send_window = 600
+socket_mode = "0620"
+)");
+  ASSERT_TRUE(config) << config.error().reason;
+  EXPECT_TRUE(config->tlsrpt.enabled);
+  EXPECT_EQ(config->tlsrpt.submitter, "mail.example.net");  // contact_info's domain
+  EXPECT_EQ(config->tlsrpt.mail_from, "tlsrpt-noreply@mail.example.net");
+  EXPECT_EQ(config->tlsrpt.sendmail, (std::vector<std::string>{"/usr/sbin/exim4", "-oi"}));
+  EXPECT_EQ(config->tlsrpt.send_window, 600);
+  EXPECT_EQ(config->tlsrpt.socket_mode, 0620U);
+  EXPECT_EQ(tlsrpt_store_path(*config), "/srv/mtasts/tlsrpt.mdb");
+}
+
+TEST(Config, bad_tlsrpt_values_are_refused) {
+  const std::pair<const char*, const char*> rows[] = {
+      {"[tlsrpt]\nenabled = true\ncontact_info = \"a@b.example\"\n", "organization_name"},
+      {"[tlsrpt]\nenabled = true\norganization_name = \"x\"\n", "contact_info"},
+      {"[tlsrpt]\ncontact_info = \"no-at-sign\"\n", "contact_info"},
+      {"[tlsrpt]\ncontact_info = \"a b@c.example\"\n", "contact_info"},
+      {"[tlsrpt]\nmail_from = \"-oQ@x.example\"\n", "mail_from"},
+      {"[tlsrpt]\nsendmail = [\"sendmail\", \"-oi\"]\n", "sendmail"},
+      {"[tlsrpt]\nsendmail = []\n", "sendmail"},
+      {"[tlsrpt]\nsocket = \"relative.sock\"\n", "socket"},
+      {"[tlsrpt]\nstore = \"relative.mdb\"\n", "store"},
+      {"[tlsrpt]\nretention_days = 1\n", "retention_days"},
+      {"[tlsrpt]\nsubmitter = \"not a domain\"\n", "submitter"},
+      {"[tlsrpt]\nunknown = 1\n", "unknown"},
+      {"tlsrpt = 1\n", "tlsrpt"},
+  };
+  for (const auto& [text, key] : rows) {
+    auto config = parse(text);
+    ASSERT_FALSE(config) << text;
+    EXPECT_EQ(config.error().category, ErrorCategory::config);
+    EXPECT_NE(config.error().reason.find("test.toml:"), std::string::npos) << config.error().reason;
+    EXPECT_NE(config.error().reason.find(key), std::string::npos) << config.error().reason;
+  }
+}
+
 }  // namespace
 }  // namespace mtasts
