@@ -248,24 +248,31 @@ REMOTE_SMTP_TRANSPORT = """\
 # stand-in for Debian's remote_smtp (30_exim4-config_remote_smtp)
 remote_smtp:
   driver = smtp"""
+# TLSRPT (packaging/exim/mtasts-tlsrpt.conf): remote_smtp reports its TLS sessions too.
+REMOTE_SMTP_TLSRPT_TRANSPORT = REMOTE_SMTP_TRANSPORT + """
+  event_action = MTASTS_TLSRPT_REMOTE_EVENT"""
 
 
 def write_packaged_exim_config(path: Path, workdir: Path, variant: str = "dlfunc", *,
                                macros: Mapping[str, object], main: str = "",
-                               keep_env: bool = True) -> Path:
+                               keep_env: bool = True, tlsrpt: bool = False) -> Path:
     """write_exim_config() with the shipped fragments of `variant` (PACKAGED_VARIANTS) as an
     administrator includes them: `macros` (MTASTS_MODULE, MTASTS_SOCKET...) before the macro
     files, then `main`; the router file then Debian's normal dnslookup router; the shipped
-    transports then Debian's remote_smtp; the shipped retry rule."""
+    transports then Debian's remote_smtp; the shipped retry rule. `tlsrpt` adds TLSRPT as
+    packaging/exim/README.md says: mtasts-tlsrpt.conf before the macro files, and
+    MTASTS_TLSRPT_REMOTE_EVENT on remote_smtp."""
     packaging = source_dir() / "packaging" / "exim"
     macro_files, router_file = PACKAGED_VARIANTS[variant]
+    if tlsrpt:
+        macro_files = ("mtasts-tlsrpt.conf", *macro_files)
     main_lines = [*(f"{name} = {value}" for name, value in macros.items()),
                   *(f".include {packaging / name}" for name in macro_files)]
     if main:
         main_lines.append(main)
     routers = "\n".join([f".include {packaging / router_file}", "", NORMAL_ROUTER])
     transports = "\n".join([f".include {packaging / 'mtasts-transports.conf'}", "",
-                            REMOTE_SMTP_TRANSPORT])
+                            REMOTE_SMTP_TLSRPT_TRANSPORT if tlsrpt else REMOTE_SMTP_TRANSPORT])
     return write_exim_config(path, workdir, main="\n".join(main_lines), routers=routers,
                              transports=transports,
                              retry=(packaging / "mtasts-retry.conf").read_text(),
