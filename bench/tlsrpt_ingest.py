@@ -189,6 +189,8 @@ def main() -> int:
     daemon = Daemon(Path(args.build_dir), work)
     try:
         datagrams = make_datagrams()
+        qlen = Path("/proc/sys/net/unix/max_dgram_qlen").read_text().strip()
+        print(f"net.unix.max_dgram_qlen = {qlen} (the socket queue Postfix's sends must fit in)")
         rate, cpu = sustained(daemon, datagrams, args.count)
         print(f"sustained ingest:  {rate:10.0f} datagrams/s  ({cpu * 1e6:.1f} us mtastsd CPU "
               f"per datagram; {args.count} datagrams, blocking sender)")
