@@ -74,15 +74,9 @@ std::expected<void, std::string> TlsrptRunner::start(std::shared_ptr<spdlog::log
   network_ = wiring_.network(io_.get_executor(), config_, Concurrency::one_lookup);
   if (config_.tlsrpt.send) {
     senders_ = wiring_.report_senders(io_.get_executor(), *network_.resolver, config_);
-    TlsrptReporterOptions options{.meta = {.organization_name = config_.tlsrpt.organization_name,
-                                           .contact_info = config_.tlsrpt.contact_info,
-                                           .submitter = config_.tlsrpt.submitter},
-                                  .mail_from = config_.tlsrpt.mail_from,
-                                  .send_window = config_.tlsrpt.send_window,
-                                  .retry_for = config_.tlsrpt.retry_for,
-                                  .retention_days = config_.tlsrpt.retention_days};
-    reporter_ = std::make_unique<TlsrptReporter>(*store_, *network_.resolver, *senders_.mail,
-                                                 *senders_.https, std::move(options), logger_);
+    reporter_ =
+        std::make_unique<TlsrptReporter>(*store_, *network_.resolver, *senders_.mail,
+                                         *senders_.https, reporter_options(config_), logger_);
     timer_ = std::make_unique<asio::steady_timer>(io_);
     asio::co_spawn(io_, report_loop(), asio::detached);
     logger_->info("tlsrpt: reports of each UTC day sent within {} s after midnight as {}",

@@ -47,6 +47,17 @@ bool finished(const ReportDelivery& state) {
 
 }  // namespace
 
+TlsrptReporterOptions reporter_options(const Config& config) {
+  const TlsrptConfig& settings = config.tlsrpt;
+  return TlsrptReporterOptions{.meta = {.organization_name = settings.organization_name,
+                                        .contact_info = settings.contact_info,
+                                        .submitter = settings.submitter},
+                               .mail_from = settings.mail_from,
+                               .send_window = settings.send_window,
+                               .retry_for = settings.retry_for,
+                               .retention_days = settings.retention_days};
+}
+
 UnixTime report_due_at(tlsrpt::Day day, std::string_view domain, std::int64_t send_window) {
   const UnixTime midnight = day_start(day) + kDay;
   if (send_window <= 0) return midnight;

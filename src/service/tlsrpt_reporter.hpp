@@ -27,6 +27,7 @@
 #include "core/tlsrpt_report.hpp"
 #include "core/tlsrpt_session.hpp"
 #include "service/asio.hpp"
+#include "service/config.hpp"
 
 namespace mtasts {
 
@@ -37,6 +38,9 @@ struct TlsrptReporterOptions {
   std::int64_t retry_for = 86400;
   std::int64_t retention_days = 14;
 };
+
+// The reporter's options from [tlsrpt] (mtastsd and `mtasts tlsrpt` build it the same way).
+[[nodiscard]] TlsrptReporterOptions reporter_options(const Config& config);
 
 // What one pass did, for logs, metrics and the CLI.
 struct TlsrptSendSummary {

@@ -46,11 +46,7 @@ std::expected<std::optional<tlsrpt::Report>, Error> TlsrptTool::report(tlsrpt::D
   auto tallies = parts_->store->tallies(day, domain);
   if (!tallies) return std::unexpected(tallies.error());
   if (tallies->empty()) return std::nullopt;
-  const TlsrptConfig& settings = parts_->config.tlsrpt;
-  return tlsrpt::build_report(tlsrpt::ReportMeta{.organization_name = settings.organization_name,
-                                                 .contact_info = settings.contact_info,
-                                                 .submitter = settings.submitter},
-                              day, domain, *tallies);
+  return tlsrpt::build_report(reporter_options(parts_->config).meta, day, domain, *tallies);
 }
 
 TlsrptSendSummary TlsrptTool::send(std::optional<tlsrpt::Day> day) {
@@ -59,16 +55,8 @@ TlsrptSendSummary TlsrptTool::send(std::optional<tlsrpt::Day> day) {
   Network network = parts_->wiring.network(io.get_executor(), config, Concurrency::one_lookup);
   ReportSenders senders =
       parts_->wiring.report_senders(io.get_executor(), *network.resolver, config);
-  TlsrptReporter reporter(
-      *parts_->store, *network.resolver, *senders.mail, *senders.https,
-      TlsrptReporterOptions{.meta = {.organization_name = config.tlsrpt.organization_name,
-                                     .contact_info = config.tlsrpt.contact_info,
-                                     .submitter = config.tlsrpt.submitter},
-                            .mail_from = config.tlsrpt.mail_from,
-                            .send_window = config.tlsrpt.send_window,
-                            .retry_for = config.tlsrpt.retry_for,
-                            .retention_days = config.tlsrpt.retention_days},
-      parts_->logger);
+  TlsrptReporter reporter(*parts_->store, *network.resolver, *senders.mail, *senders.https,
+                          reporter_options(config), parts_->logger);
   const UnixTime now = std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
