@@ -140,27 +140,40 @@ def sustained(daemon: Daemon, datagrams: list[bytes], count: int) -> tuple[float
     return count / elapsed, (daemon.cpu_seconds() - cpu) / count
 
 
-def paced(daemon: Daemon, datagrams: list[bytes], count: int, rate: float) -> tuple[int, int]:
+PACED_BURST = 4
+
+
+def paced(
+    daemon: Daemon, datagrams: list[bytes], count: int, rate: float
+) -> tuple[int, int, float]:
     base = daemon.metric("mtasts_tlsrpt_sessions_stored_total")
     refused = 0
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.connect(str(daemon.socket))
         n = len(datagrams)
+        # Like many Postfix smtp processes, not one spinning loop: the sender sleeps between
+        # small bursts (never more than PACED_BURST at once, well inside the 10-datagram queue)
+        # and leaves the CPU to the daemon, as an MTA's own work would.
         start = time.perf_counter()
-        for i in range(count):
+        i = 0
+        while i < count:
             due = start + i / rate
-            while time.perf_counter() < due:
-                pass
-            try:
-                s.send(datagrams[i % n], socket.MSG_DONTWAIT)
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.ENOBUFS):
-                    raise
-                refused += 1
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            for _ in range(min(PACED_BURST, count - i)):
+                try:
+                    s.send(datagrams[i % n], socket.MSG_DONTWAIT)
+                except OSError as error:
+                    if error.errno not in (errno.EAGAIN, errno.ENOBUFS):
+                        raise
+                    refused += 1
+                i += 1
+        achieved = count / (time.perf_counter() - start)
     stored = daemon.wait_stored(base + count - refused, timeout=60)
     time.sleep(1)
     stored = daemon.metric("mtasts_tlsrpt_sessions_stored_total")
-    return refused, int(count - refused - (stored - base))
+    return refused, int(count - refused - (stored - base)), achieved
 
 
 def request_cost(daemon: Daemon, requests: int) -> float:
@@ -195,9 +208,9 @@ def main() -> int:
         print(f"sustained ingest:  {rate:10.0f} datagrams/s  ({cpu * 1e6:.1f} us mtastsd CPU "
               f"per datagram; {args.count} datagrams, blocking sender)")
         pace = args.rate or 0.8 * rate
-        refused, lost = paced(daemon, datagrams, args.count, pace)
-        print(f"paced at {pace:8.0f}/s:  {refused} refused by the socket (MSG_DONTWAIT), "
-              f"{lost} received but not stored")
+        refused, lost, achieved = paced(daemon, datagrams, args.count, pace)
+        print(f"paced at {pace:8.0f}/s (achieved {achieved:.0f}/s, bursts of {PACED_BURST}):  "
+              f"{refused} refused by the socket (MSG_DONTWAIT), {lost} received but not stored")
         cost = request_cost(daemon, args.requests)
         print(f"Exim `tlsrpt` request round trip: {cost * 1e6:.0f} us median "
               f"({args.requests} requests)")

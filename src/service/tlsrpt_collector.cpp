@@ -58,16 +58,20 @@ bool TlsrptCollector::offer_session(tlsrpt::Session session) {
 }
 
 bool TlsrptCollector::offer(Item item) {
+  bool was_empty = false;
   {
     std::lock_guard lock(mutex_);
     if (queue_.size() >= queue_limit_ || stopping_) {
       queue_full_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
+    was_empty = queue_.empty();
     queue_.push_back(std::move(item));
     ++offered_;
   }
-  wake_.notify_one();
+  // The writer only sleeps on an empty queue; waking it for every datagram would cost the
+  // receiving thread a futex call each time, under the very bursts it must keep up with.
+  if (was_empty) wake_.notify_one();
   return true;
 }
 
