@@ -44,10 +44,12 @@ def faketime_library() -> str:
 
 
 class Clock:
-    """The daemon's wall clock, `offset` seconds ahead of the real one."""
+    """The daemon's wall clock, `offset` seconds ahead of the real one. `starts_programs`: the
+    daemon runs other programs (a TLSRPT report's sendmail), see eh.faketime_env."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, starts_programs: bool = False):
         self.path = path
+        self.starts_programs = starts_programs
         self.offset = 0
         self.set(0)
 
@@ -64,11 +66,9 @@ class Clock:
         return int(time.time()) + self.offset
 
     def env(self) -> dict[str, str]:
-        preload = [faketime_library()]
-        if eh.sanitized() and eh.asan_runtime():
-            preload.insert(0, eh.asan_runtime())
-        return {"LD_PRELOAD": ":".join(preload), "FAKETIME_TIMESTAMP_FILE": str(self.path),
-                "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        return eh.faketime_env(faketime_library(), {
+            "FAKETIME_TIMESTAMP_FILE": str(self.path), "FAKETIME_CACHE_DURATION": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}, starts_programs=self.starts_programs)
 
 
 class Mtastsd:

@@ -98,6 +98,29 @@ def faketime_library(name: str = "libfaketime.so.1") -> str | None:
     return None
 
 
+def faketime_env(library: str, settings: Mapping[str, str], *,
+                 starts_programs: bool = False) -> dict[str, str]:
+    """LD_PRELOAD of libfaketime `library` with its FAKETIME* `settings`, for an mtasts program.
+
+    In an ASan build the ASan runtime is preloaded too, but after libfaketime: with libasan
+    first, every uninstrumented program started under both (the sendmail a TLSRPT report goes
+    to, Exim, a shell) deadlocks while loading. ASan is told not to insist on coming first.
+    `starts_programs`: LeakSanitizer is turned off as well, since those programs are not
+    instrumented and their memory at exit would be reported as leaks."""
+    env = dict(settings)
+    preload = [library]
+    if sanitized() and (runtime := asan_runtime()):
+        preload.append(runtime)
+        options = [o for o in os.environ.get("ASAN_OPTIONS", "").split(":") if o]
+        if starts_programs:
+            options = [o for o in options if not o.startswith("detect_leaks=")]
+            options.append("detect_leaks=0")
+        options.append("verify_asan_link_order=0")
+        env["ASAN_OPTIONS"] = ":".join(options)
+    env["LD_PRELOAD"] = ":".join(preload)
+    return env
+
+
 def terminate(proc: subprocess.Popen, timeout: float) -> bool:
     """SIGTERM, then SIGKILL when `proc` has not exited `timeout` seconds later; False when it
     had to be killed."""

@@ -406,11 +406,9 @@ class SendRun:
         self.rng = random.Random(SEED + 1)
         self.bound: float | None = None  # run time of an undisturbed send, x1.2
         self.figures = SendFigures()
-        preload = [dh.faketime_library()]
-        if eh.sanitized() and eh.asan_runtime():
-            preload.insert(0, eh.asan_runtime())
-        self.env = {"LD_PRELOAD": ":".join(preload), "FAKETIME": "+1d",
-                    "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        self.env = eh.faketime_env(
+            dh.faketime_library(), {"FAKETIME": "+1d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
+            starts_programs=True)
 
     def trial(self, n: int) -> None:
         calls = self.work / f"calls-{n:04d}"
@@ -500,9 +498,6 @@ class SendRun:
 
 
 def test_sigkill_during_send_sends_each_report_at_most_once(world, tmp_path):
-    if th.eh.sanitized():
-        pytest.skip("known open bug: report sending hangs in ASan+UBSan builds under libfaketime "
-                    "(release builds pass; closing note of issue 11)")
     tmp_path.chmod(0o755)
     run = SendRun(world, tmp_path)
     run.trial(0)  # undisturbed: measures the run time the kill moments are drawn from
