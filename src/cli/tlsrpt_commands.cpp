@@ -15,6 +15,7 @@
 
 #include "core/domain.hpp"
 #include "core/gzip.hpp"
+#include "service/engine.hpp"
 #include "service/tlsrpt_tool.hpp"
 
 namespace mtasts::cli {
@@ -32,9 +33,7 @@ int fail(int code, std::string_view message) {
 }
 
 tlsrpt::Day today() {
-  return tlsrpt::day_of(std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count());
+  return tlsrpt::day_of(system_now());
 }
 
 nlohmann::json tally_json(const tlsrpt::PolicyTally& tally) {

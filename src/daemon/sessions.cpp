@@ -19,7 +19,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "core/domain.hpp"
 #include "core/exim_request.hpp"
 #include "core/log_limiter.hpp"
 #include "core/netstring.hpp"
@@ -159,19 +158,12 @@ const char* source_name(AnswerSource source) {
   return source == AnswerSource::cache ? "cache" : "network";
 }
 
-// The answer to one Exim request line.
-// The first two blank-separated words of a request line.
-std::vector<std::string_view> split_words(std::string_view line) {
-  std::vector<std::string_view> words;
-  std::size_t at = 0;
-  while (words.size() < 2) {
-    at = line.find_first_not_of(" \t", at);
-    if (at == std::string_view::npos) break;
-    const std::size_t end = std::min(line.find_first_of(" \t", at), line.size());
-    words.push_back(line.substr(at, end - at));
-    at = end;
-  }
-  return words;
+// The first blank-separated word of a request line.
+std::string_view first_word(std::string_view line) {
+  const std::size_t at = line.find_first_not_of(" \t");
+  if (at == std::string_view::npos) return {};
+  line.remove_prefix(at);
+  return line.substr(0, std::min(line.find_first_of(" \t"), line.size()));
 }
 
 // A `tlsrpt …` line (Exim's event_action reporting a TLS session, docs/tlsrpt.md); the
@@ -180,20 +172,17 @@ std::string tlsrpt_reply(std::string_view line, State& state) {
   if (state.tlsrpt == nullptr) {
     return exim_error_answer("tlsrpt is not enabled in this mtastsd ([tlsrpt] enabled = true)");
   }
-  std::optional<CacheEntry> entry;
-  const auto words = split_words(line);
-  if (words.size() > 1) {
-    if (auto domain = normalize_domain(words[1])) {
-      if (auto loaded = state.backend->store()->load(*domain)) entry = std::move(*loaded);
-    }
-  }
-  return state.tlsrpt->mta_report(line, std::move(entry));
+  return state.tlsrpt->mta_report(line, [&](const std::string& domain) {
+    std::optional<CacheEntry> entry;
+    if (auto loaded = state.backend->store()->load(domain)) entry = std::move(*loaded);
+    return entry;
+  });
 }
 
 bool is_tlsrpt_request(std::string_view line) {
-  const auto words = split_words(line);
-  if (words.empty() || words[0].size() != 6) return false;
-  std::string command(words[0]);
+  const std::string_view word = first_word(line);
+  if (word.size() != 6) return false;
+  std::string command(word);
   for (char& c : command) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return command == "tlsrpt";
 }

@@ -13,6 +13,7 @@
 #include "core/domain.hpp"
 #include "core/exim_request.hpp"
 #include "core/tlsrpt_mta_request.hpp"
+#include "service/engine.hpp"
 
 namespace mtasts::daemon {
 namespace {
@@ -21,12 +22,6 @@ namespace {
 // window, failed ones their backoff).
 constexpr std::chrono::seconds kReportPass{300};
 constexpr std::chrono::seconds kFirstPass{5};
-
-UnixTime unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -59,7 +54,7 @@ std::expected<void, std::string> TlsrptRunner::start(std::shared_ptr<spdlog::log
   }
   store_ = std::move(*opened);
   collector_ =
-      std::make_unique<TlsrptCollector>(*store_, logger_, config_.tlsrpt.queue_limit, unix_now);
+      std::make_unique<TlsrptCollector>(*store_, logger_, config_.tlsrpt.queue_limit, system_now);
   collector_->start();
   if (receiver_) {
     receiver_->start([collector = collector_.get()](
@@ -101,7 +96,7 @@ asio::awaitable<void> TlsrptRunner::report_loop() {
     auto [ec] = co_await timer_->async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || stopping_) co_return;
     pause = kReportPass;
-    const UnixTime now = unix_now();
+    const UnixTime now = system_now();
     if (auto pruned = reporter_->prune(now); pruned && *pruned > 0) {
       logger_->info("tlsrpt: {} day(s) older than {} days pruned", *pruned,
                     config_.tlsrpt.retention_days);
@@ -115,13 +110,14 @@ asio::awaitable<void> TlsrptRunner::report_loop() {
   }
 }
 
-std::string TlsrptRunner::mta_report(std::string_view line, std::optional<CacheEntry> entry) {
+std::string TlsrptRunner::mta_report(std::string_view line, const CachedEntry& cached) {
   auto request = parse_tlsrpt_request(line);
   if (!request) {
     rejected_requests_.fetch_add(1, std::memory_order_relaxed);
     return exim_error_answer(request.error());
   }
-  tlsrpt::Session session = session_from_mta_report(*request, entry, unix_now());
+  tlsrpt::Session session =
+      session_from_mta_report(*request, cached(request->domain), system_now());
   if (!collector_) return exim_error_answer("tlsrpt: not started");
   const bool dane = !session.policies.empty() &&
                     session.policies.front().policy.type == tlsrpt::PolicyType::tlsa &&

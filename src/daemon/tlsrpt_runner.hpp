@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -38,8 +39,11 @@ class TlsrptRunner {
   // Stops receiving, commits what was collected, stops reporting.
   void stop();
 
-  // An Exim `tlsrpt …` request line: "ok", or an "error: …" answer.
-  std::string mta_report(std::string_view line, std::optional<CacheEntry> entry);
+  // The cache entry of a domain, if there is one (the daemon's store).
+  using CachedEntry = std::function<std::optional<CacheEntry>(const std::string& domain)>;
+  // An Exim `tlsrpt …` request line: "ok", or an "error: …" answer. `cached` completes the
+  // session with the policy that applied to the parsed domain.
+  std::string mta_report(std::string_view line, const CachedEntry& cached);
 
   // Prometheus lines of the collector and the reporter.
   [[nodiscard]] std::string metrics() const;

@@ -7,6 +7,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "service/engine.hpp"
+
 namespace mtasts {
 
 struct TlsrptTool::Parts {
@@ -57,9 +59,7 @@ TlsrptSendSummary TlsrptTool::send(std::optional<tlsrpt::Day> day) {
       parts_->wiring.report_senders(io.get_executor(), *network.resolver, config);
   TlsrptReporter reporter(*parts_->store, *network.resolver, *senders.mail, *senders.https,
                           reporter_options(config), parts_->logger);
-  const UnixTime now = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+  const UnixTime now = system_now();
   TlsrptSendSummary summary;
   std::exception_ptr failure;
   asio::co_spawn(io, reporter.send_due(now, day, true),
