@@ -26,6 +26,7 @@ test_packages=(
   iproute2 lmdb-utils systemd libunbound8 gcc g++ binutils
   coreutils util-linux mount bash dash dpkg libc-bin
   tinycdb        # cdb -q: test_e2e_exim.py and test_e2e_dane.py read mtastsd's cdb export
+  tmux           # test_cli_warm.py reads the progress line from a terminal (capture-pane)
   unbound-host   # a real validating resolver for the world's DNSSEC self-tests
   unbound        # the validating resolver Exim and Postfix use in test_e2e_dane.py (run per test)
   exim4-daemon-heavy liblmdb-file-perl

@@ -1,7 +1,9 @@
 // mtasts: the command-line front-end. Parses arguments, asks the engine, prints answers.
 // Exit codes (documented in docs/cli.md):
 //   0 answer printed · 64 usage error · 65 invalid domain · 74 cache unusable ·
-//   78 configuration error · 70 internal error
+//   78 configuration error · 70 internal error · `warm`: 66 input unreadable, 75 some domains
+//   not warmed (cli/warm_command.hpp)
+//   `check` (check_command.hpp): 0 all ok · 1 warnings only · 2 errors found
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,7 +18,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/check_command.hpp"
 #include "cli/tlsrpt_commands.hpp"
+#include "cli/warm_command.hpp"
 #include "core/domain.hpp"
 #include "core/exim_answers.hpp"
 #include "core/text_quote.hpp"
@@ -297,6 +301,10 @@ int Cli::run(int argc, char** argv) {
   purge->add_option("domain", domain_text)->required();
   cli::TlsrptArguments tlsrpt_arguments;
   const cli::TlsrptCommand tlsrpt = cli::add_tlsrpt_command(app, tlsrpt_arguments);
+  cli::CheckArguments check_arguments;
+  const cli::CheckCommand check = cli::add_check_command(app, check_arguments);
+  cli::WarmArguments warm_arguments;
+  const cli::WarmCommand warm = cli::add_warm_command(app, warm_arguments);
 
   try {
     app.parse(argc, argv);
@@ -306,6 +314,15 @@ int Cli::run(int argc, char** argv) {
     return kExitUsage;
   }
 
+  if (warm.warm->parsed()) {
+    return cli::run_warm_command(
+        warm_arguments, [this] { return make_config(); }, options_.verbose);
+  }
+  if (check.check->parsed()) {
+    auto config = make_config();
+    if (!config) return config.error();
+    return cli::run_check_command(check_arguments, *config);
+  }
   if (tlsrpt.tlsrpt->parsed()) {
     auto config = make_config();
     if (!config) return config.error();

@@ -16,6 +16,7 @@
 #include "core/policy.hpp"
 #include "core/text_quote.hpp"
 #include "service/cached_answers.hpp"
+#include "service/dns_result.hpp"
 
 namespace mtasts {
 namespace {
@@ -231,43 +232,6 @@ struct DaneHostChecks {
 };
 
 namespace {
-
-template <class Record>
-DnsResult dns_result(const dns::Answer<Record>& answer) {
-  DnsResult result;
-  switch (answer.status) {
-    case dns::Status::ok:
-      result.outcome = DnsOutcome::records;
-      break;
-    case dns::Status::nxdomain:
-    case dns::Status::nodata:
-      result.outcome = DnsOutcome::none;
-      break;
-    default:
-      result.outcome = DnsOutcome::failed;
-      break;
-  }
-  switch (answer.security) {
-    case dns::Security::secure:
-      result.trust = DnsTrust::secure;
-      break;
-    case dns::Security::insecure:
-      result.trust = DnsTrust::insecure;
-      break;
-    case dns::Security::bogus:
-      result.trust = DnsTrust::bogus;
-      break;
-    case dns::Security::indeterminate:
-      result.trust = DnsTrust::indeterminate;
-      break;
-  }
-  result.ttl = answer.ttl;
-  result.detail = answer.detail;
-  if (result.outcome == DnsOutcome::failed && result.detail.empty()) {
-    result.detail = dns::to_string(answer.status);
-  }
-  return result;
-}
 
 asio::awaitable<void> check_dane_host(dns::Resolver& resolver, MxHostName host,
                                       std::shared_ptr<DaneHostChecks> checks, std::size_t index) {

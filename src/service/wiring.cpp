@@ -85,6 +85,16 @@ class SystemWiring final : public Wiring {
     return ReportSenders{std::make_unique<report::SendmailSubmitter>(executor, mail),
                          std::make_unique<report::BeastHttpsPoster>(resolver, https)};
   }
+
+  std::unique_ptr<smtp::StarttlsProber> starttls_prober(dns::Resolver& resolver,
+                                                        const Config& config,
+                                                        std::uint16_t port) override {
+    smtp::StarttlsProbeOptions options;
+    options.port = port;
+    if (!config.ca_file.empty()) options.ca_file = config.ca_file;
+    options.timeout = config.fetch_timeout;
+    return smtp::make_starttls_prober(resolver, std::move(options));
+  }
 };
 
 }  // namespace

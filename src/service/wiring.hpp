@@ -4,6 +4,7 @@
 // Wiring of fakes.
 #pragma once
 
+#include <cstdint>
 #include <expected>
 #include <functional>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "adapters/dns/resolver.hpp"
 #include "adapters/https/policy_fetcher.hpp"
 #include "adapters/report/report_sender.hpp"
+#include "adapters/smtp/starttls_probe.hpp"
 #include "adapters/store/policy_store.hpp"
 #include "adapters/store/tlsrpt_store.hpp"
 #include "core/error.hpp"
@@ -60,6 +62,13 @@ class Wiring {
   [[nodiscard]] virtual ReportSenders report_senders(asio::any_io_executor executor,
                                                      dns::Resolver& resolver,
                                                      const Config& config) = 0;
+  // The STARTTLS prober of `mtasts check --smtp` (ca_file, fetch_timeout) on `port`; it
+  // resolves through `resolver`, which must outlive it. None by default (test wirings).
+  [[nodiscard]] virtual std::unique_ptr<smtp::StarttlsProber> starttls_prober(
+      dns::Resolver& resolver, const Config& config, std::uint16_t port) {
+    (void)resolver, (void)config, (void)port;
+    return nullptr;
+  }
 };
 
 // LMDB, libunbound and Boost.Beast, set up from the config's keys.

@@ -54,6 +54,7 @@ USES: dict[str, dict[str, str]] = {
         "systemd-analyze": "systemd",
         "systemd-socket-activate": "systemd",
         "timeout": "coreutils",
+        "tmux": "tmux",                          # a terminal for `mtasts warm`'s progress
         "umount": "mount",
         "unbound": "unbound",                    # the MTAs' validating resolver (DANE)
         "unbound-host": "unbound-host",

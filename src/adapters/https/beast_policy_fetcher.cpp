@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "adapters/https/tls_client.hpp"
+#include "adapters/https/tls_facts.hpp"
 #include "core/policy.hpp"
 
 namespace mtasts::https {
@@ -56,6 +57,16 @@ BeastPolicyFetcher::~BeastPolicyFetcher() = default;
 
 asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch(
     std::string policy_domain) {
+  co_return co_await run_fetch(std::move(policy_domain), nullptr);
+}
+
+asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch_with_facts(
+    std::string policy_domain, PolicyFetchFacts& facts) {
+  co_return co_await run_fetch(std::move(policy_domain), &facts);
+}
+
+asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::run_fetch(
+    std::string policy_domain, PolicyFetchFacts* facts) {
   using Clock = std::chrono::steady_clock;
 
   if (!is_plain_hostname(policy_domain)) {
@@ -64,6 +75,11 @@ asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch(
   }
   // STS-11: the policy host is mta-sts.<policy domain>, also under CNAME delegation.
   const std::string host = "mta-sts." + policy_domain;
+  if (facts) {
+    facts->host = host;
+    facts->url = fmt::format("https://{}{}{}", host,
+                             options_.port == 443 ? "" : fmt::format(":{}", options_.port), kPath);
+  }
   const auto deadline = Clock::now() + options_.timeout;
   const auto timed_out = [&](std::string_view phase) {
     return failure(ErrorCategory::fetch_failed, fmt::format("{} did not answer within {} ms ({})",
@@ -106,12 +122,15 @@ asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch(
                       fmt::format("cannot connect to {} ({})", host, connected.error().detail));
   }
   const std::string peer = std::move(*connected);
+  if (facts) facts->address = peer;
 
   // 3. TLS: SNI and a SAN-only, one-label-wildcard host check (STS-18, STS-45).
   if (auto named = expect_peer_name(stream.native_handle(), host); !named) {
     co_return failure(ErrorCategory::fetch_failed, named.error());
   }
-  if (auto shaken = co_await handshake(stream, deadline); !shaken) {
+  auto shaken = co_await handshake(stream, deadline);
+  if (facts) facts->tls = tls_facts(stream.native_handle(), host, shaken.has_value());
+  if (!shaken) {
     using Kind = HandshakeFailure::Kind;
     switch (shaken.error().kind) {
       case Kind::certificate:
@@ -188,6 +207,15 @@ asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch(
   }
   const auto& header = parser.get();
   const unsigned status = header.result_int();
+  if (facts) {
+    facts->http_status = status;
+    if (auto found = header.find(http::field::content_type); found != header.end()) {
+      facts->content_type = std::string(found->value());
+    }
+    if (auto found = header.find(http::field::location); found != header.end()) {
+      facts->location = std::string(found->value());
+    }
+  }
   if (status >= 300 && status <= 399) {
     co_return failure(
         ErrorCategory::fetch_failed,
@@ -249,6 +277,7 @@ asio::awaitable<std::expected<std::string, Error>> BeastPolicyFetcher::fetch(
   // Connection: close was asked for; the message is complete, so just drop the connection.
   tcp_layer.close();
   auto message = parser.release();
+  if (facts) facts->body_size = message.body().size();
   co_return std::move(message.body());
 }
 

@@ -52,8 +52,13 @@ class BeastPolicyFetcher final : public PolicyFetcher {
   BeastPolicyFetcher& operator=(const BeastPolicyFetcher&) = delete;
 
   asio::awaitable<std::expected<std::string, Error>> fetch(std::string policy_domain) override;
+  asio::awaitable<std::expected<std::string, Error>> fetch_with_facts(
+      std::string policy_domain, PolicyFetchFacts& facts) override;
 
  private:
+  // The fetch; `facts` (may be null) records what was seen.
+  asio::awaitable<std::expected<std::string, Error>> run_fetch(std::string policy_domain,
+                                                               PolicyFetchFacts* facts);
   struct Tls;
   dns::Resolver& resolver_;
   BeastPolicyFetcherOptions options_;

@@ -3,8 +3,10 @@
 
 #include <expected>
 #include <string>
+#include <utility>
 
 #include "adapters/asio.hpp"
+#include "core/check_steps.hpp"
 #include "core/error.hpp"
 
 namespace mtasts::https {
@@ -17,6 +19,13 @@ class PolicyFetcher {
   // not valid for mta-sts.<domain>), policy_syntax (wrong media type). `policy_domain` is
   // normalized.
   virtual asio::awaitable<std::expected<std::string, Error>> fetch(std::string policy_domain) = 0;
+  // fetch(), also recording what it saw on the way (address, TLS, response header) for
+  // `mtasts check`. A fetcher that records nothing leaves `facts` as it is.
+  virtual asio::awaitable<std::expected<std::string, Error>> fetch_with_facts(
+      std::string policy_domain, PolicyFetchFacts& facts) {
+    (void)facts;
+    co_return co_await fetch(std::move(policy_domain));
+  }
 };
 
 }  // namespace mtasts::https
