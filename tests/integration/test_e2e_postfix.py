@@ -192,13 +192,9 @@ def test_new_policy_id_is_picked_up_on_retry(world):
     clock = world.work / "sts42-clock"
     clock.write_text("+0s\n")
     clock.chmod(0o644)
-    preload = [library]
-    fake = {"FAKETIME_TIMESTAMP_FILE": str(clock), "FAKETIME_NO_CACHE": "1",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    if e2e.eh.sanitized() and (runtime := e2e.eh.asan_runtime()):
-        preload.insert(0, runtime)      # ASan's runtime must come first
-        fake["ASAN_OPTIONS"] = "verify_asan_link_order=0:detect_leaks=0"
-    fake["LD_PRELOAD"] = ":".join(preload)
+    fake = eh.faketime_env(library, {"FAKETIME_TIMESTAMP_FILE": str(clock),
+                                     "FAKETIME_NO_CACHE": "1",
+                                     "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
     case = e2e.NEWID
     with e2e.mtastsd(world, world.work / "mtastsd-sts42", env=fake) as daemon, \
             ph.running(world.work / "postfix-sts42", ns=world.ns, ca_file=world.ca_file,
@@ -213,9 +209,15 @@ def test_new_policy_id_is_picked_up_on_retry(world):
                                if r["sni"] == f"mta-sts.{case.domain}"]
         # A lookup after the TTL (Postfix's own, or this one): the re-check runs in the
         # background and fetches the new policy.
-        pf.command("postmap", "-c", str(pf.config_dir), "-q", case.domain,
-                   f"socketmap:unix:{daemon['socketmap']}:postfix")
+        def answer() -> str:
+            return pf.command("postmap", "-c", str(pf.config_dir), "-q", case.domain,
+                              f"socketmap:unix:{daemon['socketmap']}:postfix").stdout
+
+        answer()
         assert e2e.wait_for(policy_gets, 10), "the new policy was not fetched"
+        # The GET being logged does not mean the new policy is stored yet (a slow ASan build
+        # answered the retry from the old one): wait until mtastsd answers with it.
+        assert e2e.wait_for(lambda: "outside.mx.test" in answer(), 10), answer()
         pf.flush()
         status = pf.wait_status(queue_id, count=2)
         assert " status=sent " in status[-1] and "relay=outside.mx.test[" in status[-1], status
