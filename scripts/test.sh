@@ -18,7 +18,8 @@ done
 
 bash "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DMTASTS_WERROR=ON -DMTASTS_SANITIZE="$sanitize" >/dev/null
+  -DMTASTS_WERROR=ON -DMTASTS_SANITIZE="$sanitize" \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" >/dev/null
 cmake --build "$build_dir"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
