@@ -21,10 +21,9 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 
 if [ "${NO_DEPS:-}" != 1 ]; then
-  # The tools, then the Build-Depends of debian/control.
-  # ccache: scripts/test-deb.sh builds the package twice (the upgrade); the second build of the
-  # same tree at the same path then costs a link, not a compile.
-  tools=(dpkg-dev debhelper devscripts ccache)
+  # The tools, and dch (devscripts) only to build another version.
+  tools=(dpkg-dev debhelper)
+  if [ -n "${MTASTS_DEB_VERSION:-}" ]; then tools+=(devscripts); fi
   missing=()
   for p in "${tools[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
