@@ -24,14 +24,7 @@ if [ "${NO_DEPS:-}" != 1 ]; then
   # The tools, and dch (devscripts) only to build another version.
   tools=(dpkg-dev debhelper)
   if [ -n "${MTASTS_DEB_VERSION:-}" ]; then tools+=(devscripts); fi
-  missing=()
-  for p in "${tools[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  fi
+  bash "$src/scripts/install-missing.sh" "${tools[@]}"
   if ! (cd "$src" && dpkg-checkbuilddeps >/dev/null 2>&1); then
     # apt reads the Build-Depends of debian/control from the source directory.
     $SUDO apt-get update -qq

@@ -46,14 +46,7 @@ out_dir=${OUT_DIR:-$tmp/out}
 # modules (scripts/install-deps.sh).
 if [ "${NO_DEPS:-}" != 1 ]; then
   bash "$src/scripts/install-deps.sh"
-  missing=()
-  for p in lintian man-db procps; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  fi
+  bash "$src/scripts/install-missing.sh" lintian man-db procps
 fi
 
 step "build"
