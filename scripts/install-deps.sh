@@ -14,7 +14,7 @@ build_packages=(
   build-essential cmake ninja-build pkg-config git clang-format
   libboost1.81-dev libssl-dev libunbound-dev liblmdb-dev libidn2-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev libcdb-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev libcdb-dev zlib1g-dev libhiredis-dev
   clang-16 libclang-rt-16-dev libfuzzer-16-dev
 )
 # Every program, library and Python module the tests use, by the package that ships it (some
@@ -30,6 +30,8 @@ test_packages=(
   unbound-host   # a real validating resolver for the world's DNSSEC self-tests
   unbound        # the validating resolver Exim and Postfix use in test_e2e_dane.py (run per test)
   exim4-daemon-heavy liblmdb-file-perl
+  redis-server redis-sentinel   # the fleet tests: a real Redis and Sentinel (test_fleet_*.py)
+  python3-redis  # the fleet tests write hostile values under mtasts' keys and count them
   # the libraries of Postfix 3.7, which the end-to-end tests run from the unpacked package
   # (scripts/fetch-postfix.sh): Postfix itself conflicts with exim4 and is never installed
   libdb5.3 libicu72 libnsl2 libsasl2-2 libssl3

@@ -32,6 +32,8 @@ std::string_view to_string(ErrorCategory category) {
       return "session_report";
     case ErrorCategory::report_delivery:
       return "report_delivery";
+    case ErrorCategory::shared_cache:
+      return "shared_cache";
     case ErrorCategory::internal:
       return "internal";
   }

@@ -23,6 +23,7 @@ enum class ErrorCategory {
   config,            // bad configuration
   session_report,    // a TLSRPT session report from an MTA (datagram or request) is malformed
   report_delivery,   // a TLSRPT report could not be delivered (sendmail or HTTPS POST)
+  shared_cache,      // the fleet's shared cache (Redis) could not be used: never fatal
   internal,          // a bug; never expected
 };
 

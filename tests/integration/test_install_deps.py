@@ -65,6 +65,8 @@ USES: dict[str, dict[str, str]] = {
         "/bin/sh": "dash",
         "/usr/bin/mdb_dump": "lmdb-utils",
         "/usr/bin/mdb_stat": "lmdb-utils",
+        "/usr/bin/redis-server": "redis-server",
+        "/usr/bin/redis-sentinel": "redis-sentinel",
         "/usr/bin/python3": "python3-minimal",   # Debian's, with python3-dnslib & co.
         "/usr/lib/aarch64-linux-gnu/faketime": "libfaketime",
         "/usr/lib/faketime": "libfaketime",
@@ -79,6 +81,7 @@ USES: dict[str, dict[str, str]] = {
     "module": {
         "cryptography": "python3-cryptography",
         "dnslib": "python3-dnslib",
+        "redis": "python3-redis",
         "jsonschema": "python3-jsonschema",
         "pytest": "python3-pytest",
     },
