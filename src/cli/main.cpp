@@ -146,7 +146,7 @@ nlohmann::json result_json(const LookupResult& result) {
       {"dane", std::string(to_string(result.answer.dane))},
       {"dane_required", result.answer.dane_required},
       {"dane_reason", result.answer.dane_reason}};
-  json["source"] = result.source == AnswerSource::cache ? "cache" : "network";
+  json["source"] = to_string(result.source);
   json["entry"] = result.entry ? entry_json(*result.entry) : nlohmann::json(nullptr);
   return json;
 }
@@ -195,7 +195,7 @@ void print_result(const LookupResult& result) {
   fmt::print("{}\n", result.domain);
   fmt::print("  answer:      {}{}\n", getmta_answer(result.answer),
              result.answer.reason.empty() ? "" : fmt::format(" ({})", result.answer.reason));
-  fmt::print("  source:      {}\n", result.source == AnswerSource::cache ? "cache" : "network");
+  fmt::print("  source:      {}\n", to_string(result.source));
   if (result.entry) print_entry_lines(*result.entry);
 }
 

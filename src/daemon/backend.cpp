@@ -12,12 +12,18 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "core/domain.hpp"
+#include "daemon/metrics.hpp"
 #include "service/engine.hpp"
 
 namespace mtasts::daemon {
 namespace {
 
 using namespace boost::asio::experimental::awaitable_operators;
+
+Network with_shared_cache(Network network, std::unique_ptr<store::SharedCache> shared) {
+  network.shared = std::move(shared);
+  return network;
+}
 
 }  // namespace
 
@@ -36,7 +42,8 @@ asio::awaitable<void> Counter::wait_change(std::chrono::steady_clock::time_point
 }
 
 Backend::Backend(asio::any_io_executor executor, const Config& config,
-                 std::shared_ptr<store::SharedStore> store, Wiring& wiring,
+                 std::shared_ptr<store::SharedStore> store,
+                 std::unique_ptr<store::SharedCache> shared_cache, Wiring& wiring,
                  std::shared_ptr<spdlog::logger> logger, std::shared_ptr<Counter> lookups,
                  std::shared_ptr<Activity> activity)
     : executor_(executor),
@@ -44,7 +51,9 @@ Backend::Backend(asio::any_io_executor executor, const Config& config,
       logger_(logger),
       lookups_(std::move(lookups)),
       activity_(std::move(activity)),
-      service_(executor, *store_, wiring.network(executor, config, Concurrency::many_lookups),
+      service_(executor, *store_,
+               with_shared_cache(wiring.network(executor, config, Concurrency::many_lookups),
+                                 std::move(shared_cache)),
                system_now, AnswerOptions{service_options(config), true}, std::move(logger), *this) {
 }
 
@@ -122,6 +131,12 @@ asio::awaitable<std::vector<std::string>> Backend::mx_hosts(std::string domain) 
   mx_memo_.insert_or_assign(std::move(domain),
                             MxMemo{hosts, std::chrono::steady_clock::now() + keep});
   co_return hosts;
+}
+
+std::string Backend::fleet_metrics() const {
+  const FleetTier* fleet = service_.fleet();
+  if (fleet == nullptr) return {};
+  return render_fleet_metrics(fleet->stats(), fleet->shared_stats());
 }
 
 asio::awaitable<LookupResult> Backend::refresh(std::string domain) {

@@ -52,7 +52,8 @@ class Backend final : public std::enable_shared_from_this<Backend>, private Answ
   // `lookups` counts lookups running in the background (it must outlive them); `activity`
   // hears of every answered request and counts the fetches.
   Backend(asio::any_io_executor executor, const Config& config,
-          std::shared_ptr<store::SharedStore> store, Wiring& wiring,
+          std::shared_ptr<store::SharedStore> store,
+          std::unique_ptr<store::SharedCache> shared_cache, Wiring& wiring,
           std::shared_ptr<spdlog::logger> logger, std::shared_ptr<Counter> lookups,
           std::shared_ptr<Activity> activity);
   Backend(const Backend&) = delete;
@@ -77,6 +78,9 @@ class Backend final : public std::enable_shared_from_this<Backend>, private Answ
   asio::awaitable<std::vector<std::string>> mx_hosts(std::string domain);
 
   [[nodiscard]] const std::shared_ptr<store::SharedStore>& store() const { return store_; }
+
+  // The fleet tier's metrics (Prometheus text); empty without a shared cache.
+  [[nodiscard]] std::string fleet_metrics() const;
 
  private:
   // AnswerEvents

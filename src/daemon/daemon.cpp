@@ -94,6 +94,7 @@ std::string Daemon::render_metrics() const {
   gauges.start_time = start_time_;
   if (refresher_) refresher_->fill(gauges);
   std::string text = activity_->metrics.render(gauges);
+  if (state_.backend) text += state_.backend->fleet_metrics();
   if (tlsrpt_) text += tlsrpt_->metrics();
   return text;
 }
@@ -167,8 +168,16 @@ int Daemon::run() {
     return kExitCache;
   }
   log_notices(**store, log);
-  state_.backend = std::make_shared<Backend>(io_.get_executor(), config, std::move(*store), wiring_,
-                                             state_.logger, lookups_, activity_);
+  auto shared = wiring_.shared_cache(io_.get_executor(), config, state_.logger);
+  if (!shared) {
+    log.critical("{}", shared.error().reason);
+    return kExitConfig;
+  }
+  if (*shared)
+    log.info("shared cache: {} (the fleet tier, docs/fleet.md)", config.shared_cache.url);
+  state_.backend =
+      std::make_shared<Backend>(io_.get_executor(), config, std::move(*store), std::move(*shared),
+                                wiring_, state_.logger, lookups_, activity_);
   if (tlsrpt_) {
     if (auto started = tlsrpt_->start(state_.logger); !started) {
       log.critical("{}", started.error());
@@ -283,6 +292,8 @@ asio::awaitable<void> Daemon::stop() {
     abandoned_ = true;
     io_.stop();
   }
+  // The shared cache's client reconnects for ever: stopped last, once no lookup needs it.
+  if (state_.backend) state_.backend->service().stop_shared_cache();
   boost::system::error_code ignored;
   signals_->cancel(ignored);
 }
@@ -326,8 +337,15 @@ void Daemon::reload() {
         "reload: socket, listener, ownership and user settings take effect at the next "
         "start");
   }
-  state_.backend = std::make_shared<Backend>(io_.get_executor(), *next, std::move(store), wiring_,
-                                             logger, lookups_, activity_);
+  auto shared = wiring_.shared_cache(io_.get_executor(), *next, logger);
+  if (!shared) {
+    logger->error("reload: {}; keeping the running configuration", shared.error().reason);
+    notify("READY=1");
+    return;
+  }
+  state_.backend =
+      std::make_shared<Backend>(io_.get_executor(), *next, std::move(store), std::move(*shared),
+                                wiring_, logger, lookups_, activity_);
   state_.logger = std::move(logger);
   state_.config = std::move(next);
   state_.logger->info("reloaded {}", config_path_);

@@ -101,3 +101,57 @@ std::string Metrics::render(const Gauges& gauges) const {
 }
 
 }  // namespace mtasts::daemon
+
+namespace mtasts::daemon {
+
+std::string render_fleet_metrics(const FleetStats& fleet, const store::SharedCacheStats& shared) {
+  std::string out;
+  prometheus::append_header(out, "mtasts_shared_cache_up", "gauge",
+                            "1 while the connection to the fleet's shared cache (Redis) is up");
+  prometheus::append_sample(out, "mtasts_shared_cache_up", {},
+                            std::uint64_t{shared.connected ? 1u : 0u});
+  prometheus::append_header(out, "mtasts_shared_cache_reads_total", "counter",
+                            "Reads of the shared cache, by result");
+  const std::pair<std::string_view, std::uint64_t> reads[] = {{"found", shared.found},
+                                                              {"absent", shared.absent},
+                                                              {"invalid", shared.invalid},
+                                                              {"unavailable", shared.unavailable}};
+  for (const auto& [result, count] : reads) {
+    prometheus::append_sample(out, "mtasts_shared_cache_reads_total", {{"result", result}}, count);
+  }
+  prometheus::append_header(out, "mtasts_shared_cache_writes_total", "counter",
+                            "Entries written to the shared cache, by result");
+  prometheus::append_sample(out, "mtasts_shared_cache_writes_total", {{"result", "sent"}},
+                            shared.writes);
+  prometheus::append_sample(out, "mtasts_shared_cache_writes_total", {{"result", "failed"}},
+                            shared.write_failures);
+  prometheus::append_header(out, "mtasts_shared_cache_locks_total", "counter",
+                            "Lookup locks asked for, by result (busy: another member had it)");
+  prometheus::append_sample(out, "mtasts_shared_cache_locks_total", {{"result", "acquired"}},
+                            shared.locks_acquired);
+  prometheus::append_sample(out, "mtasts_shared_cache_locks_total", {{"result", "busy"}},
+                            shared.locks_busy);
+  prometheus::append_header(out, "mtasts_shared_cache_connection_events_total", "counter",
+                            "Connection events of the shared cache's client");
+  const std::pair<std::string_view, std::uint64_t> events[] = {
+      {"connected", shared.connects},
+      {"connect_failed", shared.connect_failures},
+      {"timeout", shared.timeouts},
+      {"disconnected", shared.disconnects}};
+  for (const auto& [event, count] : events) {
+    prometheus::append_sample(out, "mtasts_shared_cache_connection_events_total",
+                              {{"event", event}}, count);
+  }
+  prometheus::append_header(out, "mtasts_fleet_lookups_total", "counter",
+                            "Lookups as the fleet tier saw them, by outcome");
+  const std::pair<std::string_view, std::uint64_t> outcomes[] = {
+      {"adopted", fleet.adopted},    {"confirmed", fleet.confirmed}, {"refused", fleet.refused},
+      {"invalid", fleet.invalid},    {"waited", fleet.lock_waits},   {"alone", fleet.went_alone},
+      {"published", fleet.published}};
+  for (const auto& [outcome, count] : outcomes) {
+    prometheus::append_sample(out, "mtasts_fleet_lookups_total", {{"outcome", outcome}}, count);
+  }
+  return out;
+}
+
+}  // namespace mtasts::daemon

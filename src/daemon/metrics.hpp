@@ -57,4 +57,9 @@ class Metrics {
   prometheus::Histogram latency_;
 };
 
+// The fleet tier's families (shared_cache configured): what the shared cache gave, and its
+// connection. Counters start again from zero when a reload builds a new backend.
+[[nodiscard]] std::string render_fleet_metrics(const FleetStats& fleet,
+                                               const store::SharedCacheStats& shared);
+
 }  // namespace mtasts::daemon

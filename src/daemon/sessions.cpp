@@ -154,10 +154,6 @@ std::string peer_name(const Socket& socket) {
   }
 }
 
-const char* source_name(AnswerSource source) {
-  return source == AnswerSource::cache ? "cache" : "network";
-}
-
 // The first blank-separated word of a request line.
 std::string_view first_word(std::string_view line) {
   const std::size_t at = line.find_first_not_of(" \t");
@@ -198,7 +194,7 @@ asio::awaitable<std::string> exim_reply(std::string line, State& state) {
   const std::string reply = exim_answer(*request, result.answer);
   if (state.logger->should_log(spdlog::level::debug)) {  // quoting costs, even unlogged
     state.logger->debug("exim: {} -> {} ({})", quote_input(line), quote_input(reply, 200),
-                        source_name(result.source));
+                        to_string(result.source));
   }
   co_return reply;
 }
@@ -293,7 +289,7 @@ asio::awaitable<std::string> socketmap_reply_for(std::string payload, State& sta
       socketmap_reply(domain, result.answer, policy_text, last_error, map->second, mx_hosts);
   if (state.logger->should_log(spdlog::level::debug)) {  // quoting costs, even unlogged
     state.logger->debug("socketmap: {} -> {} ({})", quote_input(payload), quote_input(reply, 200),
-                        source_name(result.source));
+                        to_string(result.source));
   }
   co_return reply;
 }

@@ -41,9 +41,10 @@ AnswerService::AnswerService(asio::any_io_executor executor, store::PolicyStore&
       options_(std::move(options)),
       logger_(logger),
       events_(events),
-      policy_(executor, store, *network_.resolver, *network_.fetcher, clock_, options_.service,
-              std::move(logger), [&events](std::string_view outcome) { events.fetched(outcome); }) {
-}
+      policy_(
+          executor, store, *network_.resolver, *network_.fetcher, clock_, options_.service,
+          std::move(logger), [&events](std::string_view outcome) { events.fetched(outcome); },
+          network_.shared.get()) {}
 
 AnswerService::~AnswerService() = default;
 
@@ -112,7 +113,7 @@ asio::awaitable<void> AnswerService::look_up(AnswerService& self, std::string do
   } else {
     result = co_await self.policy_.lookup(std::move(domain));
   }
-  if (result.source == AnswerSource::network) co_await self.events_.stored(result);
+  if (result.source != AnswerSource::cache) co_await self.events_.stored(result);
   pending->result = std::move(result);
 }
 

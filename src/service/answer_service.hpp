@@ -104,6 +104,12 @@ class AnswerService {
   asio::awaitable<LookupResult> refresh(std::string domain);
 
   [[nodiscard]] dns::Resolver& resolver() { return *network_.resolver; }
+  // Stops the shared cache's connection (mtastsd's stop); lookups after it go on alone.
+  void stop_shared_cache() {
+    if (network_.shared) network_.shared->stop();
+  }
+  // The fleet tier (shared cache) in use; nullptr without one.
+  [[nodiscard]] const FleetTier* fleet() const { return policy_.fleet(); }
 
  private:
   struct Pending;

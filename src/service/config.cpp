@@ -16,6 +16,7 @@
 #include "core/domain.hpp"
 #include "core/text_quote.hpp"
 #include "service/config_daemon.hpp"
+#include "service/config_fleet.hpp"
 #include "service/config_tlsrpt.hpp"
 #include "service/toml_hazard.hpp"
 #include "service/toml_reading.hpp"
@@ -97,6 +98,12 @@ const std::set<std::string_view> kKnownKeys = {
     "daemon",
     "socketmap",
     "tlsrpt",
+    "shared_cache",
+    "shared_cache_password_file",
+    "shared_cache_user",
+    "shared_cache_ca_file",
+    "shared_cache_prefix",
+    "shared_cache_timeout_ms",
 };
 
 }  // namespace
@@ -173,6 +180,9 @@ std::expected<Config, Error> parse_config(std::string_view toml_text, std::strin
     return std::unexpected(*error);
   }
   if (auto error = detail::read_tlsrpt(table, source, config.tlsrpt)) {
+    return std::unexpected(*error);
+  }
+  if (auto error = detail::read_shared_cache(table, source, config.shared_cache)) {
     return std::unexpected(*error);
   }
   if (const toml::node* node = table.get("strict")) {

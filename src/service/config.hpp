@@ -75,6 +75,21 @@ struct TlsrptConfig {
   friend bool operator==(const TlsrptConfig&, const TlsrptConfig&) = default;
 };
 
+// The fleet's shared cache (design §8, docs/fleet.md); only mtastsd uses it.
+struct SharedCacheConfig {
+  std::string url;  // shared_cache = "redis://HOST[:PORT][/DB]", "rediss://...", "unix:///PATH",
+                    // "sentinel://H1[:PORT],H2[:PORT]/MASTER[/DB]"; "" = none
+  std::string password_file;       // shared_cache_password_file: its first line is the password
+  std::string user;                // shared_cache_user: ACL user (AUTH user password); "" = default
+  std::string ca_file;             // shared_cache_ca_file: CA for rediss://, beside the system's
+  std::string prefix = "mtasts:";  // shared_cache_prefix: keys are PREFIX "v1:" DOMAIN
+  // shared_cache_timeout_ms: one read or lock's deadline. It counts the daemon's own event loop
+  // too, which a storm of cold lookups (TLS handshakes) keeps busy for tens of milliseconds: a
+  // few ms would then send members to the network alone (bench/fleet_bench.py).
+  std::chrono::milliseconds timeout{100};
+  friend bool operator==(const SharedCacheConfig&, const SharedCacheConfig&) = default;
+};
+
 struct Config {
   std::string cache_path;              // cache = "/var/lib/mtasts/cache.mdb"
   std::vector<std::string> resolvers;  // resolver = ["127.0.0.1:53"]; empty: /etc/resolv.conf
@@ -99,6 +114,7 @@ struct Config {
   std::string log_target = "stderr";  // log_target = stderr|syslog
   DaemonConfig daemon;                // [daemon], [socketmap.NAME]
   TlsrptConfig tlsrpt;                // [tlsrpt]
+  SharedCacheConfig shared_cache;     // shared_cache, shared_cache_*
 };
 
 // The TLSRPT counts file: tlsrpt.store, or "tlsrpt.mdb" in the cache's directory.

@@ -82,7 +82,7 @@ struct PolicyService::InFlight {
 PolicyService::PolicyService(asio::any_io_executor executor, store::PolicyStore& store,
                              dns::Resolver& resolver, https::PolicyFetcher& fetcher, Clock clock,
                              ServiceOptions options, std::shared_ptr<spdlog::logger> logger,
-                             FetchListener on_fetch)
+                             FetchListener on_fetch, store::SharedCache* shared)
     : executor_(std::move(executor)),
       store_(store),
       resolver_(resolver),
@@ -90,7 +90,23 @@ PolicyService::PolicyService(asio::any_io_executor executor, store::PolicyStore&
       clock_(std::move(clock)),
       options_(options),
       logger_(std::move(logger)),
-      on_fetch_(std::move(on_fetch)) {}
+      on_fetch_(std::move(on_fetch)) {
+  if (shared) {
+    fleet_ = std::make_unique<FleetTier>(executor_, *shared, options_.timing, clock_, logger_);
+  }
+}
+
+std::string_view to_string(AnswerSource source) {
+  switch (source) {
+    case AnswerSource::cache:
+      return "cache";
+    case AnswerSource::network:
+      return "network";
+    case AnswerSource::shared:
+      return "shared";
+  }
+  return "cache";
+}
 
 asio::awaitable<LookupResult> PolicyService::lookup(std::string domain) {
   return run_lookup(std::move(domain), false);
@@ -138,24 +154,38 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
     }
   } release{*this, domain, flight};
 
-  const bool sts_needed = force || !is_fresh(cached, now);
+  // A fleet member asks the shared cache before the network (design §8).
+  FleetStep fleet;
+  if (fleet_ && (force || !is_fresh(cached, now))) {
+    fleet = co_await fleet_->before_network(domain, cached, force);
+    if (fleet.adopted) {
+      std::optional<DaneState> dane = cached ? cached->dane : std::nullopt;
+      cached = std::move(*fleet.adopted);
+      cached->dane = std::move(dane);  // never from the shared cache
+    } else {
+      cached = std::move(fleet.local);  // with a shared fetch backoff folded in
+    }
+  }
+  const bool adopted = fleet.adopted.has_value();
+  const bool sts_needed = !adopted && (force || !is_fresh(cached, now));
   const bool dane_needed =
       options_.dane && (force || !dane_is_fresh(cached, now, options_, domain));
   CacheEntry entry = cached ? *cached : CacheEntry{};
   std::optional<Answer> sts_answer;
   if (sts_needed && dane_needed) {
-    auto [decision, dane] = co_await (check_sts(domain, cached) && check_dane(domain));
+    auto [decision, dane] =
+        co_await (check_sts(domain, cached, std::move(fleet.candidate)) && check_dane(domain));
     entry = std::move(decision.entry);
     sts_answer = apply_strict(decision.answer, entry, options_.strict);
     entry.dane = std::move(dane);
   } else if (sts_needed) {
-    Decision decision = co_await check_sts(domain, cached);
+    Decision decision = co_await check_sts(domain, cached, std::move(fleet.candidate));
     entry = std::move(decision.entry);
     sts_answer = apply_strict(decision.answer, entry, options_.strict);
     if (!options_.dane) entry.dane.reset();
   } else if (dane_needed) {
     entry.dane = co_await check_dane(domain);
-  } else {
+  } else if (!options_.dane) {
     // DANE is off: a state cached while it was on must not answer any more (dane_is_fresh).
     entry.dane.reset();
   }
@@ -168,15 +198,19 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
     logger_->error("cache write for {} failed, answering without caching: {}", domain,
                    saved.error().reason);
   }
+  if (fleet_ && sts_needed) fleet_->after_network(domain, entry);
   Answer answer = sts_answer ? apply_dane(std::move(*sts_answer), entry)
                              : answer_from_entry(entry, clock_(), options_.strict);
-  LookupResult result{domain, std::move(answer), std::move(stored), AnswerSource::network};
+  const AnswerSource source =
+      adopted && !dane_needed ? AnswerSource::shared : AnswerSource::network;
+  LookupResult result{domain, std::move(answer), std::move(stored), source};
   flight->result = result;
   co_return result;
 }
 
 asio::awaitable<Decision> PolicyService::check_sts(std::string domain,
-                                                   std::optional<CacheEntry> cached) {
+                                                   std::optional<CacheEntry> cached,
+                                                   std::optional<CachedPolicy> candidate) {
   auto [sts_answer, tlsrpt_answer] =
       co_await (resolver_.txt("_mta-sts." + domain) && resolver_.txt("_smtp._tls." + domain));
   const UnixTime checked = clock_();
@@ -184,7 +218,12 @@ asio::awaitable<Decision> PolicyService::check_sts(std::string domain,
   TlsrptOutcome tlsrpt = tlsrpt_outcome(tlsrpt_answer, domain);
 
   FetchOutcome fetch;
-  if (should_fetch(cached, txt, checked, options_.timing)) {
+  const bool fetch_needed = should_fetch(cached, txt, checked, options_.timing);
+  // The shared cache's policy under the id our own TXT lookup shows: another member fetched it.
+  const bool from_shared = fetch_needed && candidate && txt && txt->id == candidate->id;
+  if (from_shared) {
+    fetch = FetchedPolicy{candidate->policy, candidate->text};
+  } else if (fetch_needed) {
     auto body = co_await fetcher_.fetch(domain);
     std::string_view outcome = "ok";
     if (!body) {
@@ -209,8 +248,17 @@ asio::awaitable<Decision> PolicyService::check_sts(std::string domain,
       sts_answer.status == dns::Status::ok ? std::optional(sts_answer.ttl) : std::nullopt;
   Decision decision = decide(cached, txt, tlsrpt, fetch, decided, options_.timing, txt_ttl);
   decision.entry.txt_dnssec = dns::to_string(sts_answer.security);
+  if (from_shared && decision.entry.policy && decision.entry.policy->id == candidate->id) {
+    // Its life runs from when it was fetched, not from when it reached us.
+    decision.entry.policy->fetched_at = candidate->fetched_at;
+    decision.entry.policy->expires_at = candidate->expires_at;
+    decision.entry.next_check = std::min(decision.entry.next_check, candidate->expires_at);
+    if (fleet_) fleet_->confirmed();
+    logger_->info("{}: policy id {} mode {} taken from the shared cache: our TXT lookup shows it",
+                  domain, candidate->id, to_string(candidate->policy.mode));
+  }
   for (const std::string& warning : decision.warnings) logger_->warn("{}: {}", domain, warning);
-  if (fetch) {
+  if (fetch && !from_shared) {
     if (fetch->has_value()) {
       logger_->info("{}: fetched policy id {} mode {} max_age {}", domain, txt->id,
                     to_string((*fetch)->policy.mode), (*fetch)->policy.max_age);

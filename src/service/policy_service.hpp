@@ -16,11 +16,19 @@
 #include "adapters/dns/resolver.hpp"
 #include "adapters/https/policy_fetcher.hpp"
 #include "adapters/store/policy_store.hpp"
+#include "adapters/store/shared_cache.hpp"
 #include "core/decide.hpp"
+#include "service/fleet_tier.hpp"
 
 namespace mtasts {
 
-enum class AnswerSource { cache, network };
+enum class AnswerSource {
+  cache,    // the local cache, no network
+  network,  // this process looked at DNS (and fetched when needed)
+  shared,   // the fleet's shared cache (mtastsd with shared_cache): no DNS, no fetch
+};
+
+[[nodiscard]] std::string_view to_string(AnswerSource source);
 
 struct LookupResult {
   std::string domain;  // normalized
@@ -62,7 +70,8 @@ class PolicyService {
  public:
   PolicyService(asio::any_io_executor executor, store::PolicyStore& store, dns::Resolver& resolver,
                 https::PolicyFetcher& fetcher, Clock clock, ServiceOptions options,
-                std::shared_ptr<spdlog::logger> logger, FetchListener on_fetch = {});
+                std::shared_ptr<spdlog::logger> logger, FetchListener on_fetch = {},
+                store::SharedCache* shared = nullptr);
 
   // Answers for an already normalized domain. Fresh cache: no network. Otherwise DNS (TXT and
   // TLSRPT together), a fetch when needed, the decision, one store write. Concurrent callers for
@@ -72,11 +81,17 @@ class PolicyService {
   // Looks at DNS (and fetches when needed) even if the cache is fresh: `refresh`.
   asio::awaitable<LookupResult> refresh(std::string domain);
 
+  // The fleet tier's counters; nullptr without a shared cache.
+  [[nodiscard]] const FleetTier* fleet() const { return fleet_.get(); }
+
  private:
   struct InFlight;
   asio::awaitable<LookupResult> run_lookup(std::string domain, bool force);
   // The MTA-STS part: TXT records, a fetch when needed, the decision (core/decide.hpp).
-  asio::awaitable<Decision> check_sts(std::string domain, std::optional<CacheEntry> cached);
+  // `candidate`: a policy from the shared cache, taken instead of a fetch when the TXT record
+  // shows its id.
+  asio::awaitable<Decision> check_sts(std::string domain, std::optional<CacheEntry> cached,
+                                      std::optional<CachedPolicy> candidate = std::nullopt);
   // The DANE part: MX, then per host A/AAAA before TLSA (core/dane.hpp).
   asio::awaitable<DaneState> check_dane(std::string domain);
 
@@ -89,6 +104,7 @@ class PolicyService {
   std::shared_ptr<spdlog::logger> logger_;
   FetchListener on_fetch_;
   std::map<std::string, std::shared_ptr<InFlight>> in_flight_;
+  std::unique_ptr<FleetTier> fleet_;  // with a shared cache (mtastsd in a fleet)
 };
 
 }  // namespace mtasts

@@ -1,9 +1,16 @@
 #include "service/wiring.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <utility>
+
+#include <fmt/format.h>
 
 #include "adapters/dns/unbound_resolver.hpp"
 #include "adapters/https/beast_policy_fetcher.hpp"
+#include "adapters/redis/redis_shared_cache.hpp"
+#include "adapters/redis/redis_target.hpp"
 #include "adapters/report/beast_https_poster.hpp"
 #include "adapters/report/sendmail_submitter.hpp"
 #include "adapters/store/lmdb_store.hpp"
@@ -30,6 +37,25 @@ https::BeastPolicyFetcherOptions fetcher_options(const Config& config) {
   options.timeout = config.fetch_timeout;
   options.max_body = config.max_policy_bytes;
   return options;
+}
+
+// The first line of the shared cache's password file (kept out of the config file, which every
+// user of the CLI may read, and out of `ps`).
+std::expected<std::string, Error> read_password(const std::string& path) {
+  std::ifstream file(path);
+  std::string line;
+  if (!file || !std::getline(file, line)) {
+    return std::unexpected(Error{ErrorCategory::config,
+                                 fmt::format("shared_cache_password_file {}: cannot be read: {}",
+                                             path, std::strerror(errno))});
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty() || line.size() > 4096) {
+    return std::unexpected(Error{
+        ErrorCategory::config,
+        fmt::format("shared_cache_password_file {}: the first line must hold the password", path)});
+  }
+  return line;
 }
 
 class SystemWiring final : public Wiring {
@@ -64,7 +90,7 @@ class SystemWiring final : public Wiring {
     auto resolver = std::make_unique<dns::UnboundResolver>(std::move(executor),
                                                            resolver_options(config, concurrency));
     auto fetcher = std::make_unique<https::BeastPolicyFetcher>(*resolver, fetcher_options(config));
-    return Network{std::move(resolver), std::move(fetcher)};
+    return Network{std::move(resolver), std::move(fetcher), nullptr};
   }
 
   std::expected<std::unique_ptr<store::TlsrptStore>, Error> open_tlsrpt_store(
@@ -84,6 +110,32 @@ class SystemWiring final : public Wiring {
     if (config.https_port != 443) https.port_override = config.https_port;
     return ReportSenders{std::make_unique<report::SendmailSubmitter>(executor, mail),
                          std::make_unique<report::BeastHttpsPoster>(resolver, https)};
+  }
+
+  std::expected<std::unique_ptr<store::SharedCache>, Error> shared_cache(
+      asio::any_io_executor executor, const Config& config,
+      std::shared_ptr<spdlog::logger> logger) override {
+    const SharedCacheConfig& shared = config.shared_cache;
+    if (shared.url.empty()) return nullptr;
+    auto target = redis::parse_target(shared.url);
+    if (!target) return std::unexpected(target.error());
+    redis::ClientOptions client;
+    client.target = std::move(*target);
+    client.username = shared.user;
+    client.ca_file = shared.ca_file;
+    if (!shared.password_file.empty()) {
+      auto password = read_password(shared.password_file);
+      if (!password) return std::unexpected(password.error());
+      client.password = std::move(*password);
+    }
+    redis::SharedCacheOptions options;
+    options.prefix = shared.prefix;
+    options.read_timeout = shared.timeout;
+    // A lookup that outlives its lock lets the others go ahead: the lock is no longer than the
+    // fetch timeout (design §8).
+    options.lock_ttl = config.fetch_timeout;
+    return std::make_unique<redis::RedisSharedCache>(std::move(executor), std::move(client),
+                                                     std::move(options), std::move(logger));
   }
 
   std::unique_ptr<smtp::StarttlsProber> starttls_prober(dns::Resolver& resolver,

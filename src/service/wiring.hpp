@@ -10,11 +10,14 @@
 #include <memory>
 #include <string>
 
+#include <spdlog/logger.h>
+
 #include "adapters/dns/resolver.hpp"
 #include "adapters/https/policy_fetcher.hpp"
 #include "adapters/report/report_sender.hpp"
 #include "adapters/smtp/starttls_probe.hpp"
 #include "adapters/store/policy_store.hpp"
+#include "adapters/store/shared_cache.hpp"
 #include "adapters/store/tlsrpt_store.hpp"
 #include "core/error.hpp"
 #include "service/asio.hpp"
@@ -31,6 +34,7 @@ enum class Concurrency { one_lookup, many_lookups };
 struct Network {
   std::unique_ptr<dns::Resolver> resolver;
   std::unique_ptr<https::PolicyFetcher> fetcher;
+  std::unique_ptr<store::SharedCache> shared;  // the fleet's shared cache (mtastsd); may be null
 };
 
 // What TLSRPT reports are delivered with; the poster resolves through a resolver that must
@@ -62,6 +66,15 @@ class Wiring {
   [[nodiscard]] virtual ReportSenders report_senders(asio::any_io_executor executor,
                                                      dns::Resolver& resolver,
                                                      const Config& config) = 0;
+  // The fleet's shared cache named by config.shared_cache, connecting in the background on
+  // `executor`; nullptr when none is configured. Errors: config (a password file that cannot be
+  // read).
+  [[nodiscard]] virtual std::expected<std::unique_ptr<store::SharedCache>, Error> shared_cache(
+      asio::any_io_executor executor, const Config& config,
+      std::shared_ptr<spdlog::logger> logger) {
+    (void)executor, (void)config, (void)logger;
+    return nullptr;
+  }
   // The STARTTLS prober of `mtasts check --smtp` (ca_file, fetch_timeout) on `port`; it
   // resolves through `resolver`, which must outlive it. None by default (test wirings).
   [[nodiscard]] virtual std::unique_ptr<smtp::StarttlsProber> starttls_prober(

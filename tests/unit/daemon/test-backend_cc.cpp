@@ -27,7 +27,7 @@ class BackendTest : public ::testing::Test {
     backend = std::make_shared<Backend>(
         io.get_executor(), config,
         std::shared_ptr<store::SharedStore>(&wiring.shared_store, [](store::SharedStore*) {}),
-        wiring,
+        nullptr, wiring,
         std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>()),
         lookups, activity);
     activity->listen(Activity::Listeners{

@@ -78,7 +78,7 @@ class FakeWiring final : public Wiring {
                   Concurrency /*concurrency*/) override {
     ++networks_built;
     return Network{std::make_unique<ResolverHandle>(resolver),
-                   std::make_unique<FetcherHandle>(fetcher)};
+                   std::make_unique<FetcherHandle>(fetcher), nullptr};
   }
   // TLSRPT is driven over the real store and senders (tests/integration/test_tlsrpt_*.py).
   std::expected<std::unique_ptr<store::TlsrptStore>, Error> open_tlsrpt_store(

@@ -176,6 +176,41 @@ TEST(Config, bad_daemon_values_name_file_line_and_key) {
   }
 }
 
+TEST(Config, shared_cache_keys) {
+  auto config = parse(
+      "shared_cache = \"sentinel://10.0.0.1:26379,10.0.0.2/mymaster\"\n"
+      "shared_cache_password_file = \"/etc/mtasts/redis.pass\"\n"
+      "shared_cache_user = \"mtasts\"\nshared_cache_prefix = \"mail:\"\n"
+      "shared_cache_timeout_ms = 25\n");
+  ASSERT_TRUE(config) << config.error().reason;
+  EXPECT_EQ(config->shared_cache.url, "sentinel://10.0.0.1:26379,10.0.0.2/mymaster");
+  EXPECT_EQ(config->shared_cache.password_file, "/etc/mtasts/redis.pass");
+  EXPECT_EQ(config->shared_cache.user, "mtasts");
+  EXPECT_EQ(config->shared_cache.prefix, "mail:");
+  EXPECT_EQ(config->shared_cache.timeout, std::chrono::milliseconds(25));
+  auto defaults = parse("");
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->shared_cache.url, "");
+  EXPECT_EQ(defaults->shared_cache.prefix, "mtasts:");
+  EXPECT_EQ(defaults->shared_cache.timeout, std::chrono::milliseconds(100));
+
+  const std::vector<BadRow> rows = {
+      {"password in the URL", "shared_cache = \"redis://u:secret@h:6379/0\"\n",
+       "test.toml:1: shared_cache: "},
+      {"unknown scheme", "shared_cache = \"memcache://h\"\n", "test.toml:1: shared_cache: "},
+      {"relative password file", "shared_cache_password_file = \"redis.pass\"\n",
+       "must be an absolute path"},
+      {"prefix with a space", "shared_cache_prefix = \"a b\"\n", "printable ASCII"},
+      {"timeout out of range", "shared_cache_timeout_ms = 0\n", "out of range"},
+  };
+  for (const BadRow& row : rows) {
+    SCOPED_TRACE(row.name);
+    auto bad = parse(row.text);
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().reason.find(row.expected), std::string::npos) << bad.error().reason;
+  }
+}
+
 TEST(Config, listen_addresses) {
   EXPECT_EQ(*parse_listen_address("127.0.0.1:8461"), (ListenAddress{"127.0.0.1", 8461}));
   EXPECT_EQ(*parse_listen_address("[::1]:25"), (ListenAddress{"::1", 25}));
