@@ -30,6 +30,7 @@ from daemon_helpers import Clock, gets, txt_queries, wait_for
 COLD = fh.domains("cold", 500)
 IDS = fh.domains("ids", 4)
 FAILING = fh.domains("failing", 2)
+NEGATIVE = fh.domains("nosts", 20)  # not in the world: no _mta-sts record (NXDOMAIN)
 
 
 @pytest.fixture(scope="module")
@@ -175,5 +176,23 @@ def test_failing_policy_host_is_fetched_once_per_backoff_fleet_wide(tmp_path, wo
                 assert member.ask(f"getmta {name}") == "none"
         time.sleep(1)
         assert len(gets(world, name)) == 2, gets(world, name)
+    finally:
+        fh.stop_all(members)
+
+
+def test_negative_answers_are_shared(tmp_path, world, redis_server):
+    members = fh.fleet(tmp_path, world, redis_server.url)
+    try:
+        world.clear_log()
+        for name in NEGATIVE:
+            assert members[0].ask(f"getmta {name}") == "none"
+        for member in members[1:]:
+            for name in NEGATIVE:
+                assert member.ask(f"getmta {name}") == "none"
+        # Only the first member asked DNS; the others took "no MTA-STS here" from Redis.
+        assert all(len(txt_queries(world, name)) == 1 for name in NEGATIVE), \
+            {name: len(txt_queries(world, name)) for name in NEGATIVE}
+        entry = json.loads(redis_server.client().get(f"mtasts:v1:{NEGATIVE[0]}"))
+        assert "mode" not in entry and entry["domain"] == NEGATIVE[0], entry
     finally:
         fh.stop_all(members)
