@@ -16,7 +16,8 @@ fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${MTASTS_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 targets=(fuzz_sts_record fuzz_policy fuzz_tlsrpt_record fuzz_domain fuzz_netstring fuzz_exim_line
-  fuzz_config fuzz_dns_wire fuzz_lmdb_layout fuzz_tlsrpt_datagram fuzz_tlsrpt_request)
+  fuzz_config fuzz_dns_wire fuzz_lmdb_layout fuzz_tlsrpt_datagram fuzz_tlsrpt_request
+  fuzz_shared_entry)
 
 cmake -S "$root" -B "$build" -G Ninja -DMTASTS_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++-16
 cmake --build "$build" --target "${targets[@]}"
