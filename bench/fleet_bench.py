@@ -632,7 +632,7 @@ def warm_table(args: argparse.Namespace, results: dict) -> str:
         a, b = results["alone"]["warm"][c], results["redis"]["warm"][c]
         conn = "connection" if c == 1 else "connections"
         rows.append(f"| {c} {conn}: lookups/s (runs: "
-                    f"{' '.join(f'{r:.0f}' for r in a['rates'])} | "
+                    f"{' '.join(f'{r:.0f}' for r in a['rates'])} ; "
                     f"{' '.join(f'{r:.0f}' for r in b['rates'])}) | {db.fmt_rate(a['rate'])} | "
                     f"{db.fmt_rate(b['rate'])} | {db.ratio(b['rate'], a['rate']):.2f}× |")
         rows.append(f"| {c} {conn}: p50 / p99 | {db.fmt_us(a['p50_us'])} / "
