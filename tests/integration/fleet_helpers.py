@@ -180,12 +180,12 @@ def wait_until(predicate, what: str, timeout: float = 30, interval: float = 0.1)
     raise AssertionError(f"{what}: not within {timeout} s (last error: {last_error})")
 
 
-def shared_keys(url: str, *, password_file: Path | None = None, timeout_ms: int = 500,
+def shared_keys(url: str, *, password_file: Path | None = None, timeout_ms: int = 2000,
                 extra: str = "") -> str:
     """The config's shared_cache keys. The read deadline is generous here (the default is 100 ms)
-    because the suite also runs under ASan on two cores, with three daemons, a world and Redis
-    competing for them; a read past its deadline only costs a member an extra fetch, which these
-    tests count."""
+    because the suite also runs under ASan on two cores, beside another test, with three
+    daemons, a world and Redis competing for them; a read past its deadline only costs a member
+    an extra fetch, which these tests count. test_fleet_faults.py's slow Redis uses a short one."""
     lines = [f"shared_cache = {eh.toml_string(url)}", f"shared_cache_timeout_ms = {timeout_ms}"]
     if password_file:
         lines.append(f"shared_cache_password_file = {eh.toml_string(str(password_file))}")
@@ -194,11 +194,12 @@ def shared_keys(url: str, *, password_file: Path | None = None, timeout_ms: int 
 
 def fleet(work: Path, world, url: str, *, count: int = 3, daemon_keys: str = "",
           top_keys: str = "", clock=None, password_file: Path | None = None,
-          fetch_timeout_ms: int = 3000) -> list[Mtastsd]:
+          fetch_timeout_ms: int = 3000, timeout_ms: int = 2000) -> list[Mtastsd]:
     members = []
     for i in range(count):
+        keys = shared_keys(url, password_file=password_file, timeout_ms=timeout_ms)
         members.append(Mtastsd(work, world, name=f"m{i}", daemon_keys=daemon_keys,
-                               top_keys=shared_keys(url, password_file=password_file) + top_keys,
+                               top_keys=keys + top_keys,
                                clock=clock, fetch_timeout_ms=fetch_timeout_ms))
     return members
 
