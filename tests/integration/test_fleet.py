@@ -196,3 +196,21 @@ def test_negative_answers_are_shared(tmp_path, world, redis_server):
         assert "mode" not in entry and entry["domain"] == NEGATIVE[0], entry
     finally:
         fh.stop_all(members)
+
+
+def test_a_reload_builds_a_new_client_and_keeps_sharing(tmp_path, world, redis_server):
+    import signal
+    members = fh.fleet(tmp_path, world, redis_server.url, count=2)
+    try:
+        names = fh.domains("reload", 2)
+        for name in names:
+            publish_ids(world, name, "v1", "enforce", [f"mx1.{name}"], 3600)
+        members[1].proc.send_signal(signal.SIGHUP)
+        members[1].wait_log("reloaded")
+        members[1].wait_log("shared cache: connected", count=2)
+        for name in names:
+            assert members[0].ask(f"getmta {name}") == "enforce"
+            assert members[1].ask(f"getmta {name}") == "enforce"
+            assert len(gets(world, name)) == 1, gets(world, name)
+    finally:
+        fh.stop_all(members)
