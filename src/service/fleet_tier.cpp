@@ -101,6 +101,15 @@ asio::awaitable<FleetStep> FleetTier::before_network(std::string domain,
       co_return step;
     }
     if (read.lock_acquired) co_return step;  // ours to look up; after_network() releases it
+    // Every member sets its lock with an expiry no longer than its fetch timeout: one that never
+    // expires, or would outlive ours by far, is not a member's and nothing to wait for.
+    if (read.lock_left_ms == -1 || read.lock_left_ms > 2 * shared_.lock_ttl().count()) {
+      alone(domain,
+            read.lock_left_ms == -1
+                ? std::string("its lock never expires (not set by mtasts)")
+                : fmt::format("its lock lives {} ms more (not set by mtasts)", read.lock_left_ms));
+      co_return step;
+    }
     if (!waited) {
       waited = true;
       ++stats_.lock_waits;

@@ -145,6 +145,7 @@ def test_slow_redis_and_garbage_values(tmp_path, world):
     other = json.dumps({"format": "mtasts-entry", "v": 1, "domain": "elsewhere.example",
                         "mode": "none", "extras": "{}"})
     client.set(f"mtasts:v1:{GARBAGE[0]}", b"\xff\xfe not json at all")
+    client.set(f"mtasts:v1:lock:{GARBAGE[0]}", "held for ever")  # no member sets such a lock
     client.set(f"mtasts:v1:{GARBAGE[1]}", other)
     client.set(f"mtasts:v1:{GARBAGE[2]}", json.dumps({"format": "mtasts-entry", "v": 2,
                                                      "domain": GARBAGE[2]}))
@@ -164,6 +165,7 @@ def test_slow_redis_and_garbage_values(tmp_path, world):
             entry = json.loads(client.get(f"mtasts:v1:{name}"))
             assert entry["domain"] == name and entry["mode"] == "enforce", entry
         assert "shared cache value ignored" in members[0].log()
+        assert "its lock never expires (not set by mtasts)" in members[0].log()
 
         warm_up(members)
         # Slow: Redis stops answering for a second at a time, over and over, during load.

@@ -123,18 +123,19 @@ asio::awaitable<store::SharedRead> RedisSharedCache::lock_and_read(std::string d
   commands.push_back(
       {"SET", lock_key(domain), token_, "NX", "PX", std::to_string(options_.lock_ttl.count())});
   commands.push_back({"GET", entry_key(domain)});
+  commands.push_back({"PTTL", lock_key(domain)});
   auto replies = co_await client->run(std::move(commands), options_.read_timeout);
-  if (!replies || replies->size() != 2 || (*replies)[0].type == Reply::Type::error) {
+  if (!replies || replies->size() != 3 || (*replies)[0].type == Reply::Type::error) {
     ++counts_->stats.unavailable;
     store::SharedRead read;
     read.problem = !replies               ? replies.error().reason
-                   : replies->size() != 2 ? "unexpected reply count"
+                   : replies->size() != 3 ? "unexpected reply count"
                                           : "Redis said: " + (*replies)[0].text;
     co_return read;
   }
   store::SharedRead read = decode(domain, (*replies)[1]);
   read.lock_acquired = (*replies)[0].type == Reply::Type::status && (*replies)[0].text == "OK";
-  read.locked = true;
+  if ((*replies)[2].type == Reply::Type::integer) read.lock_left_ms = (*replies)[2].integer;
   ++(read.lock_acquired ? counts_->stats.locks_acquired : counts_->stats.locks_busy);
   co_return read;
 }

@@ -28,7 +28,9 @@ struct SharedRead {
   std::optional<CacheEntry> entry;
   std::string problem;
   bool lock_acquired = false;  // lock_and_read(): this member now holds the domain's lock
-  bool locked = false;         // lock_and_read(): the lock is held (by us or another member)
+  // lock_and_read(): the lock's remaining life in ms (Redis PTTL): -1 when it never expires
+  // (no member sets such a lock: garbage), -2 when it is already gone.
+  std::int64_t lock_left_ms = -2;
 };
 
 struct SharedCacheStats {

@@ -63,8 +63,8 @@ store::SharedRead found(CacheEntry entry) {
 }
 
 store::SharedRead with_lock(store::SharedRead read, bool acquired) {
-  read.locked = true;
   read.lock_acquired = acquired;
+  read.lock_left_ms = acquired ? 200 : 150;
   return read;
 }
 
@@ -139,12 +139,26 @@ TEST_F(Fixture, AnotherMembersResultIsWaitedFor) {
 TEST_F(Fixture, WaitingEndsWithTheLocksLife) {
   cache.ttl = 60ms;
   cache.reads = {absent()};
-  cache.locks = {with_lock(absent(), false)};
+  store::SharedRead held = with_lock(absent(), false);
+  held.lock_left_ms = 50;  // another member's lock, within its life
+  cache.locks = {held};
   const FleetStep result = step();
   EXPECT_FALSE(result.adopted);
   EXPECT_GE(cache.lock_calls, 2);
   EXPECT_LE(cache.lock_calls, 8);
   EXPECT_EQ(tier.stats().went_alone, 1u);
+}
+
+TEST_F(Fixture, ALockThatNeverExpiresIsNotWaitedFor) {
+  cache.reads = {absent()};
+  store::SharedRead forever = with_lock(absent(), false);
+  forever.lock_left_ms = -1;  // no member sets a lock without an expiry
+  cache.locks = {forever};
+  const FleetStep result = step();
+  EXPECT_FALSE(result.adopted);
+  EXPECT_EQ(cache.lock_calls, 1);
+  EXPECT_EQ(tier.stats().went_alone, 1u);
+  EXPECT_EQ(tier.stats().lock_waits, 0u);
 }
 
 TEST_F(Fixture, AnEntryFoundUnderOurLockReleasesIt) {
