@@ -287,3 +287,23 @@ def test_sentinel_failover_during_load(tmp_path, world):
     finally:
         fh.stop_all(members)
         sentinels.stop()
+
+
+def test_acl_user_with_the_rights_docs_fleet_md_names(tmp_path, world):
+    # The ACL line of docs/fleet.md, word for word: enough for reads, locks, writes, releases.
+    rights = ["+get", "+set", "+del", "+pttl", "+eval", "+ping", "+select", "+role", "+auth"]
+    server = fh.RedisServer(tmp_path, extra=["--user", "mtasts", "on", ">acl-secret",
+                                             "~mtasts:*", *rights])
+    password = tmp_path / "acl.pass"
+    password.write_text("acl-secret\n")
+    members = fh.fleet(tmp_path, world, server.url, count=2, password_file=password,
+                       top_keys='shared_cache_user = "mtasts"\n')
+    try:
+        shared_in_use(world, members, AFTER[9])
+        assert server.client().get(f"mtasts:v1:lock:{AFTER[9]}") is None, "the lock was released"
+        for member in members:
+            assert "shared cache write failed" not in member.log()
+            assert "NOPERM" not in member.log() and "can't run this command" not in member.log()
+    finally:
+        fh.stop_all(members)
+        server.stop()
