@@ -27,7 +27,7 @@ inline constexpr std::size_t kMaxSharedValue = 256 * 1024;
 
 // Errors: store (an entry the layout refuses, e.g. a policy text over 64 KiB).
 [[nodiscard]] std::expected<std::string, Error> encode_shared(std::string_view domain,
-                                                             const CacheEntry& entry);
+                                                              const CacheEntry& entry);
 
 // The entry, or a one-line reason why the value is refused.
 [[nodiscard]] std::expected<CacheEntry, std::string> decode_shared(std::string_view domain,
