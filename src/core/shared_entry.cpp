@@ -72,13 +72,25 @@ bool weakens(const CachedPolicy& held, const std::optional<CachedPolicy>& offere
 
 SharedJudgement judge_shared(const std::optional<CacheEntry>& local, const CacheEntry& shared,
                              UnixTime now, const Timing& timing, bool force) {
-  if (!is_fresh(shared, now)) return {SharedUse::ignore, "stale"};
+  // An unexpired policy under an id we do not hold is worth offering even from an entry we will
+  // not adopt: if our own TXT lookup shows that id, it spares us the fetch (another member made
+  // it), and if not, it is not used.
+  const bool other_policy = shared.policy && now < shared.policy->expires_at &&
+                            (!local || !local->policy || local->policy->id != shared.policy->id);
+  const auto not_adopted = [&](std::string why) {
+    if (other_policy) {
+      return SharedJudgement{SharedUse::confirm,
+                             fmt::format("policy id {} ({})", shared.policy->id, why)};
+    }
+    return SharedJudgement{SharedUse::ignore, std::move(why)};
+  };
+  if (!is_fresh(shared, now)) return not_adopted("stale");
   if (local) {
     // A refresh wants a newer check than the one it would redo; a plain lookup just one no
     // older than what is here.
     const bool newer =
         force ? shared.checked_at > local->checked_at : shared.checked_at >= local->checked_at;
-    if (!newer) return {SharedUse::ignore, "not newer than the local entry"};
+    if (!newer) return not_adopted("not newer than the local entry");
   }
   if (force && shared.policy && now < shared.policy->expires_at &&
       should_fetch(shared, StsRecord{shared.policy->id}, now, timing)) {

@@ -26,8 +26,9 @@ inline constexpr std::int64_t kSharedClockSkew = 300;
 
 enum class SharedUse {
   adopt,    // copy it into the local cache and answer from it: no DNS, no fetch
-  confirm,  // its policy has another id and would weaken the unexpired one held here: use it
-            // only if this member's own TXT lookup shows that id (then without a fetch)
+  confirm,  // its policy has an id not held here and would weaken the unexpired one held here,
+            // or the entry is stale or older than ours: use the policy only if this member's own
+            // TXT lookup shows its id (then without a fetch)
   ignore,   // stale, not newer than what is held here, not what a refresh needs, or it would
             // weaken the unexpired policy held here under the same id
 };

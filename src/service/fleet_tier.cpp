@@ -60,10 +60,13 @@ FleetTier::Verdict FleetTier::consider(const std::string& domain, const store::S
       step.adopted = std::move(*shared);
       return Verdict::use;
     case SharedUse::confirm:
-      logger_->info("{}: shared cache offers {}; taken only if our own TXT lookup shows that id",
-                    domain, judgement.reason);
+      // Kept as the candidate; the lock still decides who looks the domain up.
+      logger_->debug("{}: shared cache offers {}; taken only if our own TXT lookup shows that id",
+                     domain, judgement.reason);
+      step.candidate_is_fresh = is_fresh(shared, now);
       step.candidate = std::move(shared->policy);
-      return Verdict::use;
+      step.local = with_shared_backoff(std::move(step.local), *shared, now);
+      return Verdict::keep_looking;
     case SharedUse::ignore:
       if (judgement.reason.starts_with("it would weaken")) {
         ++stats_.refused;
@@ -97,7 +100,7 @@ asio::awaitable<FleetStep> FleetTier::before_network(std::string domain,
       co_return step;
     }
     if (consider(domain, read, force, step) == Verdict::use) {
-      if (read.lock_acquired && step.adopted) shared_.release(domain);
+      if (read.lock_acquired) shared_.release(domain);
       co_return step;
     }
     if (read.lock_acquired) co_return step;  // ours to look up; after_network() releases it
@@ -134,7 +137,18 @@ void FleetTier::alone(const std::string& domain, const std::string& why) {
                     : std::string());
 }
 
-void FleetTier::after_network(const std::string& domain, const CacheEntry& entry) {
+void FleetTier::after_network(const std::string& domain, const CacheEntry& entry,
+                              const FleetStep& step) {
+  const bool disagrees = step.candidate && step.candidate_is_fresh &&
+                         !(entry.policy && entry.policy->id == step.candidate->id);
+  if (disagrees) {
+    logger_->debug(
+        "{}: not shared: our TXT lookup does not show policy id {}, which another "
+        "member's recent check found",
+        domain, step.candidate->id);
+    shared_.release(domain);
+    return;
+  }
   ++stats_.published;
   shared_.write(domain, entry, std::chrono::seconds(shared_ttl(entry, clock_())));
 }

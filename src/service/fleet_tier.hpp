@@ -26,6 +26,7 @@ namespace mtasts {
 struct FleetStep {
   std::optional<CacheEntry> adopted;      // answer from this (MTA-STS needs no network)
   std::optional<CachedPolicy> candidate;  // take this policy if our own TXT lookup shows its id
+  bool candidate_is_fresh = false;        // it came from an entry still fresh (a recent check)
   std::optional<CacheEntry> local;        // the local entry, with a shared fetch backoff folded in
 };
 
@@ -50,7 +51,10 @@ class FleetTier {
   asio::awaitable<FleetStep> before_network(std::string domain, std::optional<CacheEntry> local,
                                             bool force);
   // After this member's own lookup stored `entry`: share it (and release the domain's lock).
-  void after_network(const std::string& domain, const CacheEntry& entry);
+  // Not shared when our TXT lookup disagrees with a recent check another member shared (a
+  // resolver's cache at the TTL's edge can still give the old id): that entry stays for the
+  // others to confirm, rather than flip back and forth.
+  void after_network(const std::string& domain, const CacheEntry& entry, const FleetStep& step);
   // Our own TXT lookup showed the id of a shared candidate, taken without a fetch.
   void confirmed() { ++stats_.confirmed; }
 

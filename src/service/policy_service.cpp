@@ -174,12 +174,12 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
   std::optional<Answer> sts_answer;
   if (sts_needed && dane_needed) {
     auto [decision, dane] =
-        co_await (check_sts(domain, cached, std::move(fleet.candidate)) && check_dane(domain));
+        co_await (check_sts(domain, cached, fleet.candidate) && check_dane(domain));
     entry = std::move(decision.entry);
     sts_answer = apply_strict(decision.answer, entry, options_.strict);
     entry.dane = std::move(dane);
   } else if (sts_needed) {
-    Decision decision = co_await check_sts(domain, cached, std::move(fleet.candidate));
+    Decision decision = co_await check_sts(domain, cached, fleet.candidate);
     entry = std::move(decision.entry);
     sts_answer = apply_strict(decision.answer, entry, options_.strict);
     if (!options_.dane) entry.dane.reset();
@@ -198,7 +198,7 @@ asio::awaitable<LookupResult> PolicyService::run_lookup(std::string domain, bool
     logger_->error("cache write for {} failed, answering without caching: {}", domain,
                    saved.error().reason);
   }
-  if (fleet_ && sts_needed) fleet_->after_network(domain, entry);
+  if (fleet_ && sts_needed) fleet_->after_network(domain, entry, fleet);
   Answer answer = sts_answer ? apply_dane(std::move(*sts_answer), entry)
                              : answer_from_entry(entry, clock_(), options_.strict);
   const AnswerSource source =

@@ -115,17 +115,19 @@ def test_new_id_is_seen_by_all_after_one_member_rechecks(tmp_path, world, redis_
             assert getmx(member, other_mx) == f"mx1.{other_mx}"
         assert len(gets(world, stronger)) == 1 and len(gets(world, other_mx)) == 1
 
-        publish_ids(world, stronger, "v2", "enforce", [f"mx1.{stronger}"], 3)
-        publish_ids(world, other_mx, "v2", "enforce", [f"mx2.{other_mx}"], 3)
-        time.sleep(3.5)  # every member's entry is past its TXT TTL now
+        # The new ids come with a TTL of an hour: each member re-checks once (its refresher
+        # re-checks a domain in use right after the TTL, or a lookup does), so the counts below
+        # do not grow with how long this test takes.
+        publish_ids(world, stronger, "v2", "enforce", [f"mx1.{stronger}"], 3600)
+        publish_ids(world, other_mx, "v2", "enforce", [f"mx2.{other_mx}"], 3600)
         world.clear_log()
+        time.sleep(3.5)  # every member's entry is past its TXT TTL now
         # One member re-checks (a stale entry answers at once and is re-checked behind it).
         first = members[0]
         first.ask(f"getmta {stronger}")
         first.ask(f"getmx {other_mx}")
         wait_for(lambda: first.ask(f"getmta {stronger}") == "enforce", what="member 0: v2")
         wait_for(lambda: getmx(first, other_mx) == f"mx2.{other_mx}", what="member 0: new mx")
-        assert len(txt_queries(world, stronger)) == 1
         # The others: their entries are stale too; each answers from the shared cache.
         for i, member in enumerate(members[1:], start=1):
             member.ask(f"getmta {stronger}")
@@ -141,8 +143,11 @@ def test_new_id_is_seen_by_all_after_one_member_rechecks(tmp_path, world, redis_
         assert len(gets(world, other_mx)) == 1, gets(world, other_mx)
         assert len(txt_queries(world, stronger)) == 1, txt_queries(world, stronger)
         assert len(txt_queries(world, other_mx)) == 3, txt_queries(world, other_mx)
-        for member in members[1:]:
-            assert "taken from the shared cache: our TXT lookup shows it" in member.log()
+        # Two of the three took it that way (which one fetched depends on whose refresher or
+        # lookup came first).
+        confirmed = [m for m in members
+                     if "taken from the shared cache: our TXT lookup shows it" in m.log()]
+        assert len(confirmed) == 2, [m.log()[-2000:] for m in members]
     finally:
         fh.stop_all(members)
 
@@ -169,12 +174,19 @@ def test_failing_policy_host_is_fetched_once_per_backoff_fleet_wide(tmp_path, wo
             for member in members:
                 assert member.ask(f"getmta {name}") == "none"
         assert len(gets(world, name)) == 1, gets(world, name)
-        # Past the backoff: one more fetch for the fleet, not three.
+        # Past the backoff: one more fetch for the fleet, not three. (Asked until it comes: a
+        # daemon sees the moved clock within libfaketime's cache time, later under ASan.)
         clock.set(320)
-        for _ in range(3):
+
+        def ask_all_members():
             for member in members:
                 assert member.ask(f"getmta {name}") == "none"
-        time.sleep(1)
+            return len(gets(world, name)) >= 2
+
+        wait_for(ask_all_members, timeout=30, interval=0.3, what="the fetch after the backoff")
+        time.sleep(1.5)
+        for _ in range(3):
+            ask_all_members()
         assert len(gets(world, name)) == 2, gets(world, name)
     finally:
         fh.stop_all(members)

@@ -120,7 +120,7 @@ TEST_F(Fixture, NothingSharedTakesTheLockAndPublishesAfterTheLookup) {
   EXPECT_FALSE(result.adopted);
   EXPECT_FALSE(result.candidate);
   EXPECT_EQ(cache.lock_calls, 1);
-  tier.after_network("example.com", fresh_enforce());
+  tier.after_network("example.com", fresh_enforce(), result);
   EXPECT_EQ(cache.written, std::vector<std::string>{"example.com"});
   EXPECT_EQ(tier.stats().published, 1u);
 }
@@ -159,6 +159,20 @@ TEST_F(Fixture, ALockThatNeverExpiresIsNotWaitedFor) {
   EXPECT_EQ(cache.lock_calls, 1);
   EXPECT_EQ(tier.stats().went_alone, 1u);
   EXPECT_EQ(tier.stats().lock_waits, 0u);
+}
+
+TEST_F(Fixture, ARecentCheckOurTxtDoesNotConfirmIsNotOverwritten) {
+  FleetStep disagreeing;
+  CacheEntry newer = fresh_enforce();
+  newer.policy->id = "v2";
+  disagreeing.candidate = newer.policy;
+  disagreeing.candidate_is_fresh = true;
+  tier.after_network("example.com", fresh_enforce(), disagreeing);  // we still see v1
+  EXPECT_TRUE(cache.written.empty());
+  EXPECT_EQ(cache.released, std::vector<std::string>{"example.com"});
+  disagreeing.candidate_is_fresh = false;  // a stale entry is overwritten
+  tier.after_network("example.com", fresh_enforce(), disagreeing);
+  EXPECT_EQ(cache.written, std::vector<std::string>{"example.com"});
 }
 
 TEST_F(Fixture, AnEntryFoundUnderOurLockReleasesIt) {
