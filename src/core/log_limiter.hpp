@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace mtasts {
 
@@ -22,6 +23,11 @@ class LogLimiter {
   struct Admission {
     bool log = false;              // write this line
     std::uint64_t suppressed = 0;  // before it, say that this many earlier lines were left out
+    // " (N similar lines left out)" to end the admitted line with, or nothing.
+    [[nodiscard]] std::string left_out() const {
+      return suppressed == 0 ? std::string()
+                             : " (" + std::to_string(suppressed) + " similar lines left out)";
+    }
   };
 
   LogLimiter(std::uint32_t burst, Duration window) : burst_(burst), window_(window) {}

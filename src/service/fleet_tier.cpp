@@ -34,10 +34,7 @@ FleetTier::Verdict FleetTier::consider(const std::string& domain, const store::S
     const auto admission = invalid_log_.admit(std::chrono::steady_clock::now());
     if (admission.log) {
       logger_->warn("{}: shared cache value ignored (it is overwritten by our own lookup): {}{}",
-                    domain, read.problem,
-                    admission.suppressed
-                        ? fmt::format(" ({} similar lines left out)", admission.suppressed)
-                        : std::string());
+                    domain, read.problem, admission.left_out());
     }
     return Verdict::keep_looking;
   }
@@ -131,10 +128,7 @@ void FleetTier::alone(const std::string& domain, const std::string& why) {
   ++stats_.went_alone;
   const auto admission = alone_log_.admit(std::chrono::steady_clock::now());
   if (!admission.log) return;
-  logger_->warn("{}: looked up without the shared cache: {}{}", domain, why,
-                admission.suppressed
-                    ? fmt::format(" ({} similar lines left out)", admission.suppressed)
-                    : std::string());
+  logger_->warn("{}: looked up without the shared cache: {}{}", domain, why, admission.left_out());
 }
 
 void FleetTier::after_network(const std::string& domain, const CacheEntry& entry,

@@ -42,15 +42,20 @@ https::BeastPolicyFetcherOptions fetcher_options(const Config& config) {
 // The first line of the shared cache's password file (kept out of the config file, which every
 // user of the CLI may read, and out of `ps`).
 std::expected<std::string, Error> read_password(const std::string& path) {
-  std::ifstream file(path);
-  std::string line;
-  if (!file || !std::getline(file, line)) {
+  constexpr std::size_t kMaxLine = 4096;
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
     return std::unexpected(Error{ErrorCategory::config,
                                  fmt::format("shared_cache_password_file {}: cannot be read: {}",
                                              path, std::strerror(errno))});
   }
+  // Bounded: only the first line matters, however big the file is.
+  std::string text(kMaxLine + 2, '\0');
+  file.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(file.gcount()));
+  std::string line = text.substr(0, text.find('\n'));
   if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty() || line.size() > 4096) {
+  if (line.empty() || line.size() > kMaxLine) {
     return std::unexpected(Error{
         ErrorCategory::config,
         fmt::format("shared_cache_password_file {}: the first line must hold the password", path)});

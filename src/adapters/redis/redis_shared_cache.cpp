@@ -177,9 +177,7 @@ asio::awaitable<void> RedisSharedCache::deliver(std::shared_ptr<Client> client,
   const auto admission = counts->write_log.admit(std::chrono::steady_clock::now());
   if (admission.log) {
     logger->warn("shared cache write failed (this member goes on alone): {}{}", failure,
-                 admission.suppressed
-                     ? fmt::format(" ({} similar lines left out)", admission.suppressed)
-                     : std::string());
+                 admission.left_out());
   }
 }
 
